@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
     ap.add_argument("--budgets", default="64,200,400", help="TVM tuning budgets (trials), each into a fresh database")
     ap.add_argument("--trials-per-iter", type=int, default=8, help="candidates per measured batch")
+    ap.add_argument("--fit-batch", default="on", choices=("on", "off", "both"),
+                    help="TuneConfig.fit_batch (shrink batches so every task gets one); 'both' tunes each budget "
+                         "twice, side by side (engines tvm-tuned-B and tvm-tuned-B-nofit)")
     ap.add_argument("--target", default="host")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=50)
@@ -58,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     target = load_target(args.target)
     budgets = [int(b) for b in args.budgets.split(",") if b]
     config = {"models": {m: MODELS[m] for m in args.models.split(",")}, "budgets": budgets, "target": target.to_dict(),
-              "trials_per_iter": args.trials_per_iter,
+              "trials_per_iter": args.trials_per_iter, "fit_batch": args.fit_batch,
               "threads": args.threads, "repeat": args.repeat, "seed": args.seed}
     rows: list[dict] = []
     for model_name in args.models.split(","):
@@ -108,19 +111,23 @@ def main(argv: list[str] | None = None) -> int:
         fn, err = tvm_engine(ex)
         engines["tvm-untuned"] = (fn, {"compile_s": time.perf_counter() - t0, "max_abs_err": err})
 
+        fits = {"on": [True], "off": [False], "both": [True, False]}[args.fit_batch]
         for budget in budgets:
-            with tempfile.TemporaryDirectory(prefix="cosearch-bench-db-") as db:
-                t0 = time.perf_counter()
-                res = tune_and_compile(imported, target, database_dir=Path(db),
-                                       config=TuneConfig(trials=budget, trials_per_iter=args.trials_per_iter,
-                                                         seed=args.seed, patience=None))
-                tune_s = time.perf_counter() - t0
-            fn, err = tvm_engine(res.executable)
-            src = [t.source for t in res.tasks]
-            engines[f"tvm-tuned-{budget}"] = (fn, {
-                "trials": res.trials_run, "tune_s": tune_s, "s_per_trial": tune_s / max(res.trials_run, 1),
-                "tasks": len(src), "tasks_tuned": src.count("tuned"), "max_abs_err": err,
-                "kernel_sum_ms_at_tuning": sum((t.best_us or 0.0) * t.weight for t in res.tasks) / 1e3})
+            for fit in fits:
+                with tempfile.TemporaryDirectory(prefix="cosearch-bench-db-") as db:
+                    t0 = time.perf_counter()
+                    res = tune_and_compile(imported, target, database_dir=Path(db),
+                                           config=TuneConfig(trials=budget, trials_per_iter=args.trials_per_iter,
+                                                             seed=args.seed, patience=None, fit_batch=fit))
+                    tune_s = time.perf_counter() - t0
+                fn, err = tvm_engine(res.executable)
+                src = [t.source for t in res.tasks]
+                name = f"tvm-tuned-{budget}" + ("" if fit or args.fit_batch == "off" else "-nofit")
+                engines[name] = (fn, {
+                    "trials": res.trials_run, "batch": res.trials_per_iter, "tune_s": tune_s,
+                    "s_per_trial": tune_s / max(res.trials_run, 1),
+                    "tasks": len(src), "tasks_tuned": src.count("tuned"), "max_abs_err": err,
+                    "kernel_sum_ms_at_tuning": sum((t.best_us or 0.0) * t.weight for t in res.tasks) / 1e3})
 
         samples: dict[str, list[float]] = {name: [] for name in engines}
         rounds = max(1, args.rounds)
@@ -143,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     path = write_results("latency", config, rows, args.out)
     print()
     print_table(rows, ["model", "engine", "median_ms", "p10_ms", "x_vs_ort", "x_vs_ort_p10", "gflops", "trials",
-                       "tasks_tuned", "tune_s", "s_per_trial"])
+                       "batch", "tasks_tuned", "tune_s", "s_per_trial"])
     print(f"\nwritten {path}")
     return 0
 

@@ -139,6 +139,29 @@ def test_early_stop_rule_stops_tasks(host, tmp_path):
     np.testing.assert_allclose(_run(res.executable), ref, rtol=1e-4, atol=1e-5)
 
 
+def test_small_budget_is_split_so_every_task_gets_a_batch(host, tmp_path):
+    """8 trials, batches of 8, 4 new tasks: without fitting only one task would be tuned."""
+    imported, ref = _imported(NetA)
+    cfg = TuneConfig(trials=8, trials_per_iter=8, seed=0, patience=None)
+    assert cfg.batch_for(4) == 2 and dataclasses.replace(cfg, fit_batch=False).batch_for(4) == 8
+    res = tune_and_compile(imported, host, database_dir=tmp_path / "db", config=cfg)
+    assert res.trials_per_iter == 2
+    assert [t.source for t in res.tasks] == ["tuned"] * 4, res.tasks
+    assert all(t.trials == 2 for t in res.tasks) and res.trials_run == 8
+    np.testing.assert_allclose(_run(res.executable), ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kw,n,want", [
+    (dict(trials=64, trials_per_iter=8), 16, 4),
+    (dict(trials=64, trials_per_iter=8), 4, 8),  # enough budget: unchanged
+    (dict(trials=10, trials_per_iter=8), 16, 1),  # fewer trials than tasks: batches of 1
+    (dict(trials=64, trials_per_iter=8, trials_per_task=2), 4, 2),
+    (dict(trials=64, trials_per_iter=8, fit_batch=False), 16, 8),
+])
+def test_batch_for(kw, n, want):
+    assert TuneConfig(**kw).batch_for(n) == want
+
+
 def test_compile_only_target_never_tunes_but_uses_database(tuned_a, host, tmp_path):
     db, imported, ref, _ = tuned_a
     p = tmp_path / "compile-only.json"

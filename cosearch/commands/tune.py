@@ -169,7 +169,8 @@ def run(args) -> int:
 
     write_artifact(out, executable=result.executable, target=target, imported=imported, tasks=result.tasks,
                    latency=latency, latency_note=note, config=config,
-                   tuning={"trials_run": result.trials_run, "seconds": seconds})
+                   tuning={"trials_run": result.trials_run, "trials_per_iter": result.trials_per_iter,
+                           "seconds": seconds})
 
     # -- summary -------------------------------------------------------------------------
     by_source: dict[str, int] = {}
