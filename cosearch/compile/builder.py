@@ -3,7 +3,9 @@
 The stock ``LocalBuilder`` starts a new worker pool on every ``build()`` call and
 each worker imports ``tvm.s_tir.tensor_intrin`` (about 20 s, mostly its CUDA part),
 so a batch costs seconds before anything is compiled. Compiling one candidate
-takes 0.04-0.1 s, so ``InProcessBuilder`` simply does it here, serially, and
+takes 0.04-0.3 s, so ``InProcessBuilder`` simply does it here, in ``workers``
+threads (TVM's FFI releases the GIL while LLVM works: 2 threads built a 64-trial
+NB201 tuning's candidates in 11.3 s instead of 17.7 s on 2 cores), and
 exports the LLVM object file (``.o``; a ``.tar`` of objects, as the stock builder
 does, when the module has imports). The runner, local or over RPC, links it on load.
 
@@ -43,29 +45,35 @@ def _single_object(rt_mod) -> bool:
 class InProcessBuilder(PyBuilder):
     """Builds each candidate in this process and exports it as a tar artifact."""
 
-    def __init__(self, *, tmp_root: str | None = None) -> None:
+    def __init__(self, *, tmp_root: str | None = None, workers: int = 1) -> None:
         super().__init__()
         self.tmp_root = tmp_root
+        self.workers = workers
 
-    def build(self, build_inputs: list[BuilderInput]) -> list[BuilderResult]:
+    def _build_one(self, inp: BuilderInput) -> BuilderResult:
         from tvm.support.tar import tar
 
-        results: list[BuilderResult] = []
-        for inp in build_inputs:
-            d = tempfile.mkdtemp(prefix="cosearch-build-", dir=self.tmp_root)
-            try:
-                rt_mod = build_one(inp.mod, inp.target)
-                if _single_object(rt_mod):
-                    # one LLVM object, nothing imported: the runner's load_module links a
-                    # ".o" directly, which saves a tar + untar subprocess per candidate
-                    path = os.path.join(d, "candidate.o")
-                    rt_mod.write_to_file(path)
-                else:
-                    path = os.path.join(d, "candidate." + tar.output_format)
-                    rt_mod.export_library(path, fcompile=tar)
-                results.append(BuilderResult(path, None))
-            except Exception as e:  # a bad candidate never ends the search
-                shutil.rmtree(d, ignore_errors=True)
-                results.append(BuilderResult(None, f"InProcessBuilder: {type(e).__name__}: {e}"))
-        return results
+        d = tempfile.mkdtemp(prefix="cosearch-build-", dir=self.tmp_root)
+        try:
+            rt_mod = build_one(inp.mod, inp.target)
+            if _single_object(rt_mod):
+                # one LLVM object, nothing imported: the runner's load_module links a
+                # ".o" directly, which saves a tar + untar subprocess per candidate
+                path = os.path.join(d, "candidate.o")
+                rt_mod.write_to_file(path)
+            else:
+                path = os.path.join(d, "candidate." + tar.output_format)
+                rt_mod.export_library(path, fcompile=tar)
+            return BuilderResult(path, None)
+        except Exception as e:  # a bad candidate never ends the search
+            shutil.rmtree(d, ignore_errors=True)
+            return BuilderResult(None, f"InProcessBuilder: {type(e).__name__}: {e}")
+
+    def build(self, build_inputs: list[BuilderInput]) -> list[BuilderResult]:
+        if self.workers <= 1 or len(build_inputs) <= 1:
+            return [self._build_one(inp) for inp in build_inputs]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            return list(pool.map(self._build_one, build_inputs))
 
