@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         stock = stock_seconds_per_trial(imported, target, args.stock_trials, args.seed)
         with tempfile.TemporaryDirectory(prefix="cosearch-fast-") as db:
             res = tune_and_compile(imported, target, database_dir=Path(db),
-                                   config=TuneConfig(trials=args.stock_trials, seed=args.seed, patience=None))
+                                   config=TuneConfig(trials=args.stock_trials, seed=args.seed, patience=None,
+                                                     trials_per_iter=16, fit_batch=False))  # stock's batches
         fast = {"trials": res.trials_run, "seconds": res.seconds.get("tune", 0.0),
                 "s_per_trial": res.seconds.get("tune", 0.0) / max(res.trials_run, 1)}
         extra["seconds_per_trial"] = {"model": "mbv2-small", "stock": stock, "cosearch": fast,
