@@ -43,7 +43,8 @@ def _single_object(rt_mod) -> bool:
 
 @derived_object
 class InProcessBuilder(PyBuilder):
-    """Builds each candidate in this process and exports it as a tar artifact."""
+    """Builds candidates in this process (``workers`` threads) and exports each as an
+    LLVM object file, or a ``.tar`` of objects when the module has imports."""
 
     def __init__(self, *, tmp_root: str | None = None, workers: int = 1) -> None:
         super().__init__()

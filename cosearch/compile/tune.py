@@ -188,8 +188,8 @@ def _check_rpc_reachable(target: "TargetSpec") -> None:
         raise CosearchError(f"target {target.name!r}: {e}; start the tracker/server or edit rpc in {target.path}") from e
 
 
-def _tune(tasks, target: "TargetSpec", config: TuneConfig, rule, scratch: str):
-    """Run MetaSchedule on ``tasks``; returns (scratch database, ``TaskStats``)."""
+def _tune(tasks, target: "TargetSpec", config: TuneConfig, rule, scratch: str, batch: int):
+    """Run MetaSchedule on ``tasks`` in batches of ``batch``; returns (scratch database, ``TaskStats``)."""
     from tvm.s_tir import meta_schedule as ms
 
     from cosearch.compile.builder import InProcessBuilder
@@ -227,7 +227,7 @@ def _tune(tasks, target: "TargetSpec", config: TuneConfig, rule, scratch: str):
             work_dir=scratch,
             max_trials_global=config.trials,
             max_trials_per_task=config.trials_per_task,
-            num_trials_per_iter=config.batch_for(len(tasks)),
+            num_trials_per_iter=batch,
             builder=builder,
             runner=runner,
             database=scratch_db,
@@ -460,7 +460,7 @@ def tune_and_compile(
         try:
             t1 = time.perf_counter()
             batch = config.batch_for(len(new))
-            scratch_db, stats = _tune(new, target, config, rule, scratch)
+            scratch_db, stats = _tune(new, target, config, rule, scratch, batch)
             seconds["tune"] = time.perf_counter() - t1
             t2 = time.perf_counter()
             records = dbmod.best_records(scratch_db, config.keep_records)
