@@ -25,7 +25,28 @@ def _check_init(owner: str, init: str) -> str:
     return init
 
 
-class NASWOTEstimator(TorchEstimator):
+class _ReluCodeEstimator(TorchEstimator):
+    """Shared by NASWOT and SWAP: one train-mode forward of ``batch_size`` seeded
+    random inputs through the ``init``-initialised network, read as binary codes
+    of every ``nn.ReLU`` (``signals.relu_codes``)."""
+
+    def __init__(self, *, seed: int | None, batch_size: int, init: str) -> None:
+        super().__init__(seed=seed)
+        self.batch_size = check_int(self.name, "batch_size", batch_size, 2, 4096)
+        self.init = _check_init(self.name, init)
+
+    def _relu_codes(self, space: "SearchSpace", arch: str, *, where: str, stream: int):
+        from cosearch.estimate import signals as S
+
+        net = build(space, arch, self.seed, self.init).train()
+        x = S.random_inputs(space.input_shape(arch, self.batch_size), sub_seed(self.seed, stream))
+        return S.relu_codes(net, x, where=where)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "batch_size": self.batch_size, "init": self.init}
+
+
+class NASWOTEstimator(_ReluCodeEstimator):
     """NASWOT (Mellor et al., ICML 2021), as NASLib's ``nwot``: one train-mode
     forward of ``batch_size`` random inputs; binary codes of every ``nn.ReLU``
     input; score ``log|det K_H|`` with ``K_H = c c^T + (1-c)(1-c)^T``.
@@ -35,23 +56,16 @@ class NASWOTEstimator(TorchEstimator):
     name: ClassVar[str] = "naswot"
 
     def __init__(self, *, seed: int | None = 0, batch_size: int = 32, init: str = "default") -> None:
-        super().__init__(seed=seed)
-        self.batch_size = check_int(self.name, "batch_size", batch_size, 2, 4096)
-        self.init = _check_init(self.name, init)
+        super().__init__(seed=seed, batch_size=batch_size, init=init)
 
     def signals(self, space: "SearchSpace", arch: str) -> tuple[float, dict[str, float]]:
         from cosearch.estimate import signals as S
 
-        net = build(space, arch, self.seed, self.init).train()
-        x = S.random_inputs(space.input_shape(arch, self.batch_size), sub_seed(self.seed, 1))
-        value, singular = S.naswot_logdet(S.relu_codes(net, x, where="input"))
+        value, singular = S.naswot_logdet(self._relu_codes(space, arch, where="input", stream=1))
         return value, {"naswot": value, "naswot_singular": float(singular)}
 
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "batch_size": self.batch_size, "init": self.init}
 
-
-class SwapEstimator(TorchEstimator):
+class SwapEstimator(_ReluCodeEstimator):
     """SWAP (Peng et al., ICLR 2024): one train-mode forward of ``batch_size``
     random inputs; for every unit of every ``nn.ReLU`` output its on/off vector
     over the batch; score = number of distinct such vectors (``signals.swap_count``),
@@ -61,20 +75,13 @@ class SwapEstimator(TorchEstimator):
     name: ClassVar[str] = "swap"
 
     def __init__(self, *, seed: int | None = 0, batch_size: int = 16, init: str = "default") -> None:
-        super().__init__(seed=seed)
-        self.batch_size = check_int(self.name, "batch_size", batch_size, 2, 4096)
-        self.init = _check_init(self.name, init)
+        super().__init__(seed=seed, batch_size=batch_size, init=init)
 
     def signals(self, space: "SearchSpace", arch: str) -> tuple[float, dict[str, float]]:
         from cosearch.estimate import signals as S
 
-        net = build(space, arch, self.seed, self.init).train()
-        x = S.random_inputs(space.input_shape(arch, self.batch_size), sub_seed(self.seed, 2))
-        value = math.log(max(S.swap_count(S.relu_codes(net, x, where="output")), 1))
+        value = math.log(max(S.swap_count(self._relu_codes(space, arch, where="output", stream=2)), 1))
         return value, {"swap": value}
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "batch_size": self.batch_size, "init": self.init}
 
 
 class MeCoEstimator(TorchEstimator):
