@@ -76,6 +76,16 @@ def two_writer_db(tmp_path_factory):
     return db_dir, sum(int(o.strip()) for o, _ in outs)
 
 
+@pytest.fixture
+def db_copy(two_writer_db, tmp_path):
+    """A private copy of the two-writer database, for tests that damage it."""
+    import shutil
+
+    d = tmp_path / "db"
+    shutil.copytree(two_writer_db[0], d)
+    return d
+
+
 def _count(db) -> int:
     return len(db.get_all_tuning_records())
 
@@ -103,12 +113,8 @@ def test_two_processes_writing_keep_every_record(two_writer_db):
     assert len(stock.get_all_tuning_records()) == 30
 
 
-def test_torn_last_line_and_garbage_middle_line_are_skipped(two_writer_db, tmp_path):
-    import shutil
-
-    src, _ = two_writer_db
-    d = tmp_path / "db"
-    shutil.copytree(src, d)
+def test_torn_last_line_and_garbage_middle_line_are_skipped(db_copy):
+    d = db_copy
     rpath = d / RECORD_FILE
     lines = rpath.read_text().splitlines()
     lines.insert(10, "{{{ garbage not json")
@@ -128,12 +134,8 @@ def test_torn_last_line_and_garbage_middle_line_are_skipped(two_writer_db, tmp_p
         assert _count(_open_all(d)) == 30
 
 
-def test_corrupt_workload_line_drops_only_its_records(two_writer_db, tmp_path):
-    import shutil
-
-    src, _ = two_writer_db
-    d = tmp_path / "db"
-    shutil.copytree(src, d)
+def test_corrupt_workload_line_drops_only_its_records(db_copy):
+    d = db_copy
     wpath = d / WORKLOAD_FILE
     wl = wpath.read_text().splitlines()
     wl[1] = '["0x0", "bm90IGEgbW9kdWxl"]'  # valid JSON, not a module
