@@ -1,16 +1,20 @@
 """When to stop tuning a task early: the ``EarlyStopRule`` interface.
 
-A rule sees, after every measured batch of a task, the history of that task's
-best latency (µs) after each batch so far, and answers whether to stop the task::
+A rule sees what is known of a task (``TaskFeatures``: op kind, shapes, FLOPs,
+weight in the model, target key) and how its tuning went so far
+(``TaskProgress``: trials and failed candidates of this run and of earlier runs,
+the best latency after each batch), and answers whether to stop it::
 
     class EarlyStopRule:
-        def should_stop(self, task_name: str, history: list[float]) -> bool: ...
+        def should_stop(self, task: TaskFeatures, progress: TaskProgress) -> bool: ...
 
-``history[i]`` is the best latency in µs after batch ``i`` (``inf`` while no
-candidate of the task has run successfully). Rules are pure: no I/O, no access
-to TVM objects, so a model-based rule (e.g. an XGBoost predictor of "will the
-next batches still improve?") plugs in by subclassing and registering a kind:
-``RULES.register("xgb", "mypkg.rules:XGBStop")`` and ``create("xgb", ...)``.
+It is asked before a task's first batch of a run (``progress.trials == 0``; a
+rule may skip a task it predicts cannot gain) and after every measured batch.
+``progress.history[i]`` is the best latency in µs after batch ``i`` of this run
+(``inf`` while no candidate has run successfully; a warm-started task starts
+from its database best, ``progress.prior_best_us``). Rules do no I/O while
+deciding and see no TVM objects, so a model-based rule plugs in by subclassing
+and registering a kind: ``RULES.register("xgb", "mypkg.rules:XGBStop")``.
 
 Built-in kinds:
 - ``"never"``  never stops (the budget alone decides);
@@ -21,7 +25,8 @@ Built-in kinds:
 ``TuningMonitor`` (in this module) is the MetaSchedule side: a
 ``PyMeasureCallback`` appended *after* the default callbacks (so the database
 and the cost model keep updating) that records per-task trials, errors and
-best latency, and calls ``task_scheduler.terminate_task(i)`` when the rule says so.
+best latency, calls ``on_batch`` (persistence, progress) and calls
+``task_scheduler.terminate_task(i)`` when the rule says so.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from __future__ import annotations
 import abc
 import functools
 import math
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
 from cosearch.errors import CosearchError
 from cosearch.registry import Registry
@@ -37,12 +43,44 @@ from cosearch.registry import Registry
 FAILED_RUN_SECS = 1e9  # MetaSchedule records failed runs as 1e10 s
 
 
+@dataclass(frozen=True)
+class TaskFeatures:
+    """What is known of a task before tuning it (no TVM objects)."""
+
+    name: str  # MetaSchedule task name, e.g. "fused_conv2d_add_relu"
+    workload: str = ""  # database key of the workload (hex), shared across models
+    op_kind: str = "other"  # "conv2d" | "depthwise_conv2d" | "dense" | "pool" | "reduce" | "elementwise" | "other"
+    shapes: tuple[tuple[int, ...], ...] = ()  # shapes of the kernel's buffers (inputs..., output)
+    flops: float = 0.0  # floating-point ops of one call
+    weight: int = 1  # calls per inference of the model(s) being tuned
+    target: str = ""  # resolved target key (TargetSpec identity)
+
+
+@dataclass
+class TaskProgress:
+    """How tuning of one task went so far."""
+
+    trials: int = 0  # trials of this run
+    errors: int = 0  # failed candidates of this run
+    history: list[float] = field(default_factory=list)  # best µs after each batch of this run
+    prior_trials: int = 0  # trials spent on this workload by earlier runs (task history file)
+    prior_best_us: float | None = None  # best µs in the database before this run
+    batch_size: int = 0  # candidates per batch in this run
+
+    @property
+    def best_us(self) -> float:
+        cands = [h for h in self.history if math.isfinite(h)]
+        if self.prior_best_us is not None:
+            cands.append(self.prior_best_us)
+        return min(cands) if cands else math.inf
+
+
 class EarlyStopRule(abc.ABC):
     kind: str = "?"
 
     @abc.abstractmethod
-    def should_stop(self, task_name: str, history: Sequence[float]) -> bool:
-        """``history``: best latency (µs) after each batch of this task so far."""
+    def should_stop(self, task: TaskFeatures, progress: TaskProgress) -> bool:
+        """Stop tuning ``task`` now? Asked before its first batch and after every batch."""
 
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind}
@@ -51,15 +89,15 @@ class EarlyStopRule(abc.ABC):
 class Never(EarlyStopRule):
     kind = "never"
 
-    def should_stop(self, task_name: str, history: Sequence[float]) -> bool:
+    def should_stop(self, task: TaskFeatures, progress: TaskProgress) -> bool:
         return False
 
 
 class Always(EarlyStopRule):
     kind = "always"
 
-    def should_stop(self, task_name: str, history: Sequence[float]) -> bool:
-        return len(history) >= 1
+    def should_stop(self, task: TaskFeatures, progress: TaskProgress) -> bool:
+        return len(progress.history) >= 1
 
 
 class Stall(EarlyStopRule):
@@ -76,7 +114,8 @@ class Stall(EarlyStopRule):
         self.patience = patience
         self.min_gain = float(min_gain)
 
-    def should_stop(self, task_name: str, history: Sequence[float]) -> bool:
+    def should_stop(self, task: TaskFeatures, progress: TaskProgress) -> bool:
+        history = progress.history
         if len(history) <= self.patience:
             return False
         before, now = history[-1 - self.patience], history[-1]
@@ -102,33 +141,76 @@ def create(kind: str, /, **kw: Any) -> EarlyStopRule:
 
 
 class TaskStats:
-    """Plain per-task bookkeeping behind ``TuningMonitor`` (no TVM types: testable alone)."""
+    """Plain per-task bookkeeping behind ``TuningMonitor`` (no TVM types: testable alone).
 
-    def __init__(self, names: Sequence[str], rule: EarlyStopRule | None) -> None:
-        self.names = list(names)
+    ``tasks`` are ``TaskFeatures`` (or bare names); ``progress[i]`` is a
+    ``TaskProgress`` (pass ``priors`` to carry earlier runs' trials and best).
+    ``on_batch(i, results, progress)`` is called after every batch, before the
+    rule (the engine persists records and history there, and reports progress)."""
+
+    def __init__(
+        self,
+        tasks: Sequence[TaskFeatures | str],
+        rule: EarlyStopRule | None,
+        *,
+        priors: Sequence[TaskProgress] | None = None,
+        on_batch: Callable[[int, Sequence[tuple[str | None, Sequence[float] | None]], TaskProgress], None] | None = None,
+    ) -> None:
+        self.features = [t if isinstance(t, TaskFeatures) else TaskFeatures(name=str(t)) for t in tasks]
+        self.names = [f.name for f in self.features]
         self.rule = rule
-        n = len(self.names)
-        self.trials = [0] * n
-        self.errors = [0] * n
-        self.best_us = [math.inf] * n
-        self.history: list[list[float]] = [[] for _ in range(n)]
+        self.on_batch = on_batch
+        n = len(self.features)
+        self.progress = list(priors) if priors is not None else [TaskProgress() for _ in range(n)]
+        if len(self.progress) != n:
+            raise CosearchError(f"TaskStats: {len(self.progress)} priors for {n} tasks")
         self.stopped = [False] * n
+
+    # views kept for callers of the old bookkeeping
+    @property
+    def trials(self) -> list[int]:
+        return [p.trials for p in self.progress]
+
+    @property
+    def errors(self) -> list[int]:
+        return [p.errors for p in self.progress]
+
+    @property
+    def best_us(self) -> list[float]:
+        return [min([h for h in p.history if math.isfinite(h)], default=math.inf) for p in self.progress]
+
+    @property
+    def history(self) -> list[list[float]]:
+        return [p.history for p in self.progress]
+
+    def should_skip(self, task_id: int) -> bool:
+        """Ask the rule before the task's first batch (True: do not tune it in this run)."""
+        i = int(task_id)
+        if self.rule is None or self.stopped[i]:
+            return self.stopped[i]
+        if self.rule.should_stop(self.features[i], self.progress[i]):
+            self.stopped[i] = True
+        return self.stopped[i]
 
     def observe(self, task_id: int, results: Sequence[tuple[str | None, Sequence[float] | None]]) -> bool:
         """One measured batch of task ``task_id``: ``(error_msg, run_secs)`` per candidate.
         Returns True if the task should stop now (reported once)."""
         i = int(task_id)
-        self.trials[i] += len(results)
+        p = self.progress[i]
+        p.trials += len(results)
+        best = min([h for h in p.history if math.isfinite(h)], default=math.inf)
         for err, run_secs in results:
             secs = [float(s) for s in run_secs] if (err is None and run_secs is not None) else []
             if not secs or max(secs) >= FAILED_RUN_SECS:
-                self.errors[i] += 1
+                p.errors += 1
                 continue
-            self.best_us[i] = min(self.best_us[i], 1e6 * sum(secs) / len(secs))
-        self.history[i].append(self.best_us[i])
+            best = min(best, 1e6 * sum(secs) / len(secs))
+        p.history.append(best)
+        if self.on_batch is not None:
+            self.on_batch(i, results, p)
         if self.rule is None or self.stopped[i]:
             return False
-        if self.rule.should_stop(self.names[i], list(self.history[i])):
+        if self.rule.should_stop(self.features[i], p):
             self.stopped[i] = True
             return True
         return False

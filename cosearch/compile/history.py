@@ -1,0 +1,126 @@
+"""Per-task tuning history, kept beside a schedule database: ``<db>/tasks.jsonl``.
+
+Append-only JSON lines (one event per line, ``"v": 1``), written under the
+database's exclusive lock with ``fsync``; a torn last line (a writer killed
+mid-write) is skipped by the reader. Events:
+
+``{"v":1, "event":"task", "workload":W, "name":..., "op":..., "shapes":[[...],...],
+"flops":F, "weight":N, "target":KEY, "t":UNIX}``
+    features of a workload, written the first time a run tunes it;
+``{"v":1, "event":"batch", "workload":W, "run":RUN, "trials":n, "errors":e,
+"batch_best_us":b|null, "best_us":B|null, "prior_trials":P, "t":UNIX}``
+    one measured batch: ``trials``/``errors`` of the batch, ``batch_best_us`` its
+    best candidate, ``best_us`` the workload's best after it (database best
+    included), ``prior_trials`` the workload's trials before this batch;
+``{"v":1, "event":"stop", "workload":W, "run":RUN, "rule":{...}, "before_first_batch":bool,
+"trials":n, "best_us":B|null, "t":UNIX}``
+    an early-stop decision.
+
+``W`` is the workload key of the database (anchor-block structural hash, hex):
+the same in every model that contains the kernel. ``RUN`` identifies one tuning
+call (random hex). Summaries (trials spent per workload, best after each batch)
+are derived by replaying the file; nothing else is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+HISTORY_FILE = "tasks.jsonl"
+VERSION = 1
+
+
+class HistoryWarning(UserWarning):
+    """A line of a task history file was skipped."""
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(float(x), 4)
+
+
+def event(kind: str, workload: str, **fields: Any) -> dict[str, Any]:
+    return {"v": VERSION, "event": kind, "workload": workload, **fields, "t": round(time.time(), 3)}
+
+
+def append(database_dir: Path | str, events: Iterable[dict[str, Any]]) -> None:
+    """Append events under the database's exclusive lock, fsynced."""
+    from cosearch.compile.database import _append, _locked, _prepare_dir
+
+    lines = [json.dumps(e, separators=(",", ":")) for e in events]
+    if not lines:
+        return
+    d = _prepare_dir(database_dir)
+    with _locked(d, exclusive=True):
+        _append(d / HISTORY_FILE, lines)
+
+
+def read(database_dir: Path | str) -> Iterator[dict[str, Any]]:
+    """Every valid event, in file order (torn / corrupt lines skipped with a warning)."""
+    path = Path(database_dir) / HISTORY_FILE
+    if not path.exists():
+        return
+    data = path.read_bytes().decode("utf-8", errors="replace")
+    lines = data.split("\n")
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict) or not isinstance(obj.get("event"), str) or not isinstance(obj.get("workload"), str):
+                raise ValueError("expected an object with 'event' and 'workload'")
+        except ValueError as e:
+            last = n == len(lines) or (n == len(lines) - 1 and not lines[-1])
+            what = "incomplete last line (torn write)" if last and not line.endswith("}") else f"corrupt line ({e})"
+            warnings.warn(f"{path}:{n}: skipped {what}", HistoryWarning, stacklevel=2)
+            continue
+        yield obj
+
+
+@dataclass
+class WorkloadHistory:
+    workload: str
+    features: dict[str, Any] = field(default_factory=dict)  # the "task" event (minus bookkeeping)
+    trials: int = 0
+    errors: int = 0
+    batches: list[dict[str, Any]] = field(default_factory=list)  # "batch" events in order
+    stops: int = 0
+
+    @property
+    def best_us(self) -> float | None:
+        vals = [b["best_us"] for b in self.batches if b.get("best_us") is not None]
+        return min(vals) if vals else None
+
+    def curve(self) -> list[tuple[int, float]]:
+        """(cumulative trials, best µs) after each batch with a finite best."""
+        out, total, best = [], 0, math.inf
+        for b in self.batches:
+            total += int(b.get("trials", 0))
+            if b.get("best_us") is not None:
+                best = min(best, float(b["best_us"]))
+            if math.isfinite(best):
+                out.append((total, best))
+        return out
+
+
+def summarize(database_dir: Path | str) -> dict[str, WorkloadHistory]:
+    """Per-workload summary replayed from the history file."""
+    out: dict[str, WorkloadHistory] = {}
+    for e in read(database_dir):
+        h = out.setdefault(e["workload"], WorkloadHistory(e["workload"]))
+        kind = e["event"]
+        if kind == "task":
+            h.features = {k: v for k, v in e.items() if k not in ("v", "event", "workload", "t")}
+        elif kind == "batch":
+            h.trials += int(e.get("trials", 0) or 0)
+            h.errors += int(e.get("errors", 0) or 0)
+            h.batches.append(e)
+        elif kind == "stop":
+            h.stops += 1
+    return out
