@@ -122,7 +122,19 @@ def test_load_errors_are_clear(tmp_path):
         read_artifact(tmp_path)
 
 
-def test_cross_target_writes_tar_and_is_not_runnable_here(tmp_path, tuned):
+AARCH64_E_MACHINE = 183  # ELF e_machine of EM_AARCH64 (x86-64 is 62)
+
+
+def _elf_machine(head: bytes) -> int | None:
+    """e_machine of a little-endian ELF header, None if ``head`` is not ELF."""
+    if len(head) < 20 or head[:4] != b"\x7fELF" or head[5] != 1:
+        return None
+    return int.from_bytes(head[18:20], "little")
+
+
+def test_cross_target_writes_aarch64_code_and_is_not_runnable_here(tmp_path, tuned):
+    import tarfile
+
     import tvm
 
     from cosearch.compile.target import load_target
@@ -130,12 +142,21 @@ def test_cross_target_writes_tar_and_is_not_runnable_here(tmp_path, tuned):
     _, imported, result, _, _ = tuned
     arm = load_target("aarch64-linux")
     ex = tvm.compile(imported.mod, target=arm.tvm_target())
-    export = arm.export
     out = write_artifact(tmp_path / "arm", executable=ex, target=arm, imported=imported, tasks=[],
                          latency=None, latency_note="cross target, not measured", config={})
     meta = json.loads((out / "meta.json").read_text())
     assert meta["latency_ms"] is None and meta["latency_note"] == "cross target, not measured"
-    assert meta["library"] == f"model.{export}" and (out / meta["library"]).is_file()
+    assert meta["target_identity"]["arch"] == "aarch64" and "neon" in meta["target_identity"]["features"]
+    lib = out / meta["library"]
+    assert lib.is_file() and lib.name == f"model.{arm.export}"
+    # what the library holds really is AArch64 machine code
+    if lib.suffix == ".tar":
+        with tarfile.open(lib) as tar:
+            objs = [m for m in tar.getmembers() if m.isfile() and m.name.endswith(".o")]
+            machines = {m.name: _elf_machine(tar.extractfile(m).read(64)) for m in objs}
+        assert objs and set(machines.values()) == {AARCH64_E_MACHINE}, machines
+    else:  # a cross compiler was found: a shared object
+        assert _elf_machine(lib.read_bytes()[:64]) == AARCH64_E_MACHINE
     reason = why_not_runnable_here(read_artifact(out))
     assert reason is not None and ("aarch64" in reason or ".tar" in reason)
     with pytest.raises(CosearchError):
@@ -143,6 +164,61 @@ def test_cross_target_writes_tar_and_is_not_runnable_here(tmp_path, tuned):
     from conftest import assert_one_line_error, run_cli
 
     assert_one_line_error(run_cli("run", out), "cannot run here")
+
+
+def test_host_artifact_records_identity_and_its_code_is_host_elf(tmp_path, tuned):
+    target = tuned[0]
+    out = _write(tmp_path, tuned)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["target_identity"] == target.identity() and meta["target_identity"]["features"]
+    assert _elf_machine((out / "model.so").read_bytes()[:64]) not in (None, AARCH64_E_MACHINE)
+    assert why_not_runnable_here(read_artifact(out)) is None
+
+
+def _claim_features(art_dir, extra):
+    meta = json.loads((art_dir / "meta.json").read_text())
+    meta["target_identity"]["features"] = sorted(set(meta["target_identity"]["features"]) | set(extra))
+    (art_dir / "meta.json").write_text(json.dumps(meta))
+
+
+def test_run_refuses_artifact_needing_isa_this_cpu_lacks_before_loading(tmp_path, tuned):
+    """meta.json says the code needs an ISA feature this CPU lacks: `cosearch run` exits 2
+    in one line naming it -- before loading the library (here garbage, so loading it
+    would give another error)."""
+    from conftest import assert_one_line_error, run_cli
+
+    from cosearch.compile.target import host_cpu
+
+    _, cpu, have = host_cpu()
+    lacking = sorted({"avx512f", "avx512vnni", "amx-tile", "sve2"} - have)[:1] or ["no-such-isa-feature"]
+    out = _write(tmp_path, tuned)
+    _claim_features(out, lacking + ["made-up-isa-feature"])
+    (out / "model.so").write_bytes(b"not a shared object")
+    reason = why_not_runnable_here(read_artifact(out))
+    assert reason and lacking[0] in reason and "made-up-isa-feature" in reason and cpu in reason
+    with pytest.raises(CosearchError, match="cannot run here"):
+        load_artifact(out)
+    assert_one_line_error(run_cli("run", out), "cannot run here", lacking[0], "made-up-isa-feature")
+
+
+def test_artifact_without_recorded_identity_is_checked_from_its_target(tmp_path, tuned):
+    """Artifacts written before target_identity was recorded: the identity is derived
+    from the recorded target dict (mcpu), so the ISA check still applies."""
+    from cosearch.compile.target import host_cpu
+
+    out = _write(tmp_path, tuned)
+    meta = json.loads((out / "meta.json").read_text())
+    del meta["target_identity"]
+    (out / "meta.json").write_text(json.dumps(meta))
+    assert why_not_runnable_here(read_artifact(out)) is None
+    other = "skylake-avx512" if "avx512f" not in host_cpu()[2] else "x86-64"  # x86-64: lacks nothing extra
+    meta["target"]["target"]["mcpu"] = other
+    (out / "meta.json").write_text(json.dumps(meta))
+    reason = why_not_runnable_here(read_artifact(out))
+    if other == "skylake-avx512":
+        assert reason and "avx512f" in reason
+    else:
+        assert reason is None
 
 
 def test_measurement_failure_is_data(tuned):

@@ -77,15 +77,15 @@ def test_linear_regions_of_1d_relu_net_with_known_breakpoints():
         net[0].bias.copy_(torch.tensor([-0.5, -1.5, -2.5, -9.0]))
     x = S.segment_inputs(torch.tensor([0.0]), torch.tensor([3.0]), 301)
     assert x.shape == (301, 1) and x[0, 0] == 0.0 and x[-1, 0] == 3.0
-    assert S.count_linear_regions(S.relu_codes(net, x)) == 4
+    assert S.count_linear_regions(S.activation_codes(net, x)) == 4
     # a sub-interval containing one breakpoint has 2 regions
     x = S.segment_inputs(torch.tensor([0.0]), torch.tensor([1.0]), 101)
-    assert S.count_linear_regions(S.relu_codes(net, x)) == 2
+    assert S.count_linear_regions(S.activation_codes(net, x)) == 2
 
 
-def test_relu_signals_need_relu_modules():
-    with pytest.raises(CosearchError, match="no nn.ReLU"):
-        S.relu_codes(nn.Linear(2, 2), torch.zeros(3, 2))
+def test_pattern_signals_need_a_piecewise_activation():
+    with pytest.raises(CosearchError, match="no activation module of a registered piecewise type"):
+        S.activation_codes(nn.Linear(2, 2), torch.zeros(3, 2))
 
 
 def test_naswot_closed_form_and_singular():

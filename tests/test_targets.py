@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
 from cosearch.cli import main
-from cosearch.compile.target import list_targets, load_target, targets_dir
+from cosearch.compile.target import _identity_json, list_targets, load_target
 from cosearch.errors import CosearchError
+from cosearch.paths import builtin_targets_dir
+
+
+@pytest.fixture(autouse=True)
+def _no_user_targets(tmp_path_factory, monkeypatch):
+    """Tests see the built-in targets only, never the developer's own ~/.config ones."""
+    monkeypatch.delenv("COSEARCH_TARGETS_DIR", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
 
 REQUIRED = {"host", "x86-64-avx2", "x86-64-avx512", "aarch64-linux", "cuda-sm90", "rpc-loopback"}
 
@@ -40,7 +49,7 @@ def test_unknown_name_lists_valid_ones():
 
 
 def test_user_path_and_env_substitution(tmp_path, monkeypatch):
-    raw = json.loads((targets_dir() / "aarch64-linux.json").read_text())
+    raw = json.loads((builtin_targets_dir() / "aarch64-linux.json").read_text())
     p = tmp_path / "my-board.json"
     p.write_text(json.dumps(raw))
     monkeypatch.setenv("COSEARCH_AARCH64_TRACKER_PORT", "9555")
@@ -51,12 +60,77 @@ def test_user_path_and_env_substitution(tmp_path, monkeypatch):
     assert s.export == "tar" or s.cc is not None
 
 
-def test_targets_dir_env_override(tmp_path, monkeypatch):
-    (tmp_path / "only.json").write_text(json.dumps({"target": {"kind": "llvm"}, "measure": "none"}))
-    monkeypatch.setenv("COSEARCH_TARGETS_DIR", str(tmp_path))
-    assert [s.name for s in list_targets()] == ["only"]
-    with pytest.raises(CosearchError, match="valid targets: only"):
-        load_target("host")
+def _write(d, name, target, **extra):
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{name}.json").write_text(json.dumps({"target": target, "measure": "none", **extra}))
+
+
+def test_resolution_order_env_then_user_then_builtin(tmp_path, monkeypatch):
+    env, user = tmp_path / "env", tmp_path / "xdg" / "cosearch" / "targets"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    _write(user, "host", {"kind": "llvm", "mcpu": "haswell"}, description="user host")
+    _write(user, "mine", {"kind": "llvm"}, description="user only")
+    _write(user, "both", {"kind": "llvm"}, description="from user")
+    specs = {s.name: s for s in list_targets()}
+    assert REQUIRED <= set(specs) and "mine" in specs  # built-ins stay listed beside user targets
+    assert specs["host"].origin == "user" and specs["host"].description == "user host"  # user shadows built-in
+    assert specs["x86-64-avx2"].origin == "built-in"
+    assert specs["x86-64-avx2"].path.parent == builtin_targets_dir().resolve()
+
+    monkeypatch.setenv("COSEARCH_TARGETS_DIR", str(env))
+    _write(env, "both", {"kind": "llvm"}, description="from env")
+    assert load_target("both").description == "from env" and load_target("both").origin == "env"
+    assert load_target("mine").origin == "user" and load_target("cuda-sm90").origin == "built-in"
+    assert load_target(str(user / "both.json")).origin == "file"  # a path is read as is
+    with pytest.raises(CosearchError) as e:
+        load_target("nowhere")
+    msg = str(e.value)
+    assert "'nowhere'" in msg and "both" in msg and "mine" in msg and str(env) in msg and str(user) in msg
+
+
+def test_identity_and_machine_key():
+    host = load_target("host")
+    ident = host.identity()
+    assert ident["kind"] == "llvm" and ident["mcpu"] == host.target["mcpu"] and ident["num-cores"] == os.cpu_count()
+    assert ident["features"] == sorted(ident["features"]) and ident["features"]
+    assert all(not f.startswith(("slow-", "fast-", "tuning-")) for f in ident["features"])  # ISA only
+    key = host.machine_key()
+    assert key.startswith(f"host--{ident['mcpu']}-{os.cpu_count()}c-") and len(key.rsplit("-", 1)[1]) == 8
+    assert re.fullmatch(r"[A-Za-z0-9._-]+", key)
+    # the same identity under another name: same hash, other prefix; another mcpu: another hash
+    assert load_target("rpc-loopback").machine_key().rsplit("-", 1)[1] == key.rsplit("-", 1)[1]
+    assert load_target("x86-64-avx2").machine_key().rsplit("-", 1)[1] != load_target("x86-64-avx512").machine_key().rsplit("-", 1)[1]
+    arm = load_target("aarch64-linux")
+    assert arm.identity()["arch"] == "aarch64" and "neon" in arm.identity()["features"]
+    assert arm.machine_key().startswith("aarch64-linux--aarch64-4c-")
+    cuda = load_target("cuda-sm90").identity()
+    assert cuda["kind"] == "cuda" and cuda["arch"] == "sm_90" and cuda["host"]["kind"] == "llvm"
+
+
+def test_fixed_target_key_is_the_same_on_every_machine(tmp_path):
+    """A fixed target dict does not depend on the host: its key is a constant (changing
+    how keys are computed orphans every user's schedule folders; with pinned TVM/LLVM)."""
+    p = tmp_path / "x86-64-avx512.json"
+    p.write_text(json.dumps({"target": {"kind": "llvm", "mcpu": "skylake-avx512", "num-cores": 4}}))
+    assert load_target(str(p)).machine_key() == "x86-64-avx512--skylake-avx512-4c-2bb1115f"
+    odd = tmp_path / "my board (v2).json"
+    odd.write_text(json.dumps({"target": {"kind": "llvm", "mcpu": "skylake-avx512", "num-cores": 4,
+                                          "mattr": ["-avx512f"]}}))
+    key = load_target(str(odd)).machine_key()
+    assert key.startswith("my_board_v2--skylake-avx512-4c-") and not key.endswith("2bb1115f")  # mattr counts
+
+
+def test_identity_is_computed_once_per_target_dict():
+    host = load_target("host")
+    host.identity()
+    before = _identity_json.cache_info()
+    for _ in range(5):
+        host.identity(), host.machine_key()
+    after = _identity_json.cache_info()
+    assert after.misses == before.misses and after.hits >= before.hits + 10
+    ident = host.identity()
+    ident["features"].append("mutated")  # callers get a copy, the cache is not shared state
+    assert "mutated" not in host.identity()["features"]
 
 
 @pytest.mark.parametrize(
@@ -105,9 +179,13 @@ def test_cli_lists_and_shows(capsys):
     for n in REQUIRED:
         assert n in out
     assert "rpc 127.0.0.1:9190 key=cosearch-loopback" in out
+    host_row = next(ln for ln in out.splitlines() if ln.startswith("host "))
+    assert "built-in" in host_row and "SOURCE" in out and "searched, first match wins: user " in out
     assert main(["targets", "show", "host"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["name"] == "host" and shown["target"]["kind"] == "llvm" and shown["runs_here"]["ok"] is True
+    assert shown["origin"] == "built-in" and shown["machine_key"] == load_target("host").machine_key()
+    assert shown["identity"] == load_target("host").identity()
 
 
 def test_cli_unknown_target_is_one_line_exit_2(capsys):

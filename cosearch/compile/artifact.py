@@ -4,7 +4,9 @@ Layout of ``out_dir``::
 
     model.so | model.tar   compiled Relax VM executable (tar = objects for a cross target)
     model.onnx             the model as imported (reference for ``cosearch run``)
-    meta.json              schema marker, target, versions, inputs/outputs, tasks,
+    meta.json              schema marker, target, target_identity (what the code needs
+                           of a CPU: arch, mcpu, ISA features, cores; see
+                           ``TargetSpec.identity``), versions, inputs/outputs, tasks,
                            latency, tuning stats, resolved config
     config.json            the resolved run config (same as meta["config"])
 
@@ -213,6 +215,7 @@ def write_artifact(
             "schema": SCHEMA,
             "library": lib.name,
             "target": _target_dict(target),
+            "target_identity": target.identity() if hasattr(target, "identity") else None,
             "versions": package_versions(),
             "built_on": {"machine": platform.machine(), "system": platform.system()},
             "inputs": [{"name": n, "shape": [int(s) for s in shape], "dtype": str(dt)} for n, shape, dt in imported.inputs],
@@ -302,7 +305,9 @@ def read_artifact(path: str | os.PathLike) -> Artifact:
 
 
 def why_not_runnable_here(art: Artifact) -> str | None:
-    """``None`` if this machine's CPU runtime can load and run the artifact, else the reason."""
+    """``None`` if this machine's CPU runtime can load and run the artifact, else the
+    reason: a cross (.tar) or device artifact, another architecture, or ISA features
+    (recorded ``target_identity``) this CPU lacks. Never loads the library."""
     t = art.target.get("target", {}) if isinstance(art.target.get("target"), dict) else {}
     kind = t.get("kind", "llvm")
     name = art.target.get("name", "?")
@@ -319,7 +324,32 @@ def why_not_runnable_here(art: Artifact) -> str | None:
             "arm64": {"aarch64", "arm64"}}
     if arch and arch.lower() not in same.get(here, {here}):
         return f"artifact {str(art.path)!r} targets {triple!r} (target {name!r}); this machine is {here}"
+    identity = _recorded_identity(art)
+    if identity is not None:
+        from cosearch.compile.target import features_run_here
+
+        ok, why = features_run_here(identity)
+        if not ok:
+            return (f"artifact {str(art.path)!r} was compiled for {identity.get('mcpu') or identity.get('arch')!r} "
+                    f"(target {name!r}) and cannot run here: {why}")
     return None
+
+
+def _recorded_identity(art: Artifact) -> dict[str, Any] | None:
+    """``meta["target_identity"]``; for artifacts written before it was recorded, the
+    identity of the recorded target dict (``None`` if TVM cannot resolve it)."""
+    ident = art.meta.get("target_identity")
+    if isinstance(ident, dict):
+        return ident
+    t = art.target.get("target")
+    if not isinstance(t, dict) or t.get("kind") != "llvm":
+        return None
+    from cosearch.compile.target import identity_of
+
+    try:
+        return identity_of(t)
+    except Exception:  # noqa: BLE001 - e.g. an mcpu this LLVM does not know: no feature check
+        return None
 
 
 def load_artifact(path: str | os.PathLike) -> Artifact:

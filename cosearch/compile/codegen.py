@@ -1,7 +1,9 @@
 """Compiling a lowered model with a schedule database applied.
 
 ``compile_with_database(mod, target, database)``: ``tvm.compile`` of an already
-lowered + fused Relax module with ``MetaScheduleApplyDatabase``; on LLVM targets
+lowered + fused Relax module with the database's schedules applied kernel by kernel
+(``fallback.apply_schedules``: records that do not replay are skipped, kernels
+without a usable record get a fallback schedule on CPU targets); on LLVM targets
 every scheduled kernel is built on its own through ``KernelCache`` (reused across
 architectures within a process).
 """
@@ -15,6 +17,7 @@ from cosearch.errors import CosearchError
 if TYPE_CHECKING:
     import tvm
 
+    from cosearch.compile.fallback import KernelChoice
     from cosearch.compile.target import TargetSpec
 
 
@@ -104,17 +107,37 @@ def _canonical_kernel_names(mod: "tvm.IRModule") -> "tvm.IRModule":
 
 
 def compile_with_database(
-    mod: "tvm.IRModule", target: "TargetSpec", database, *, kernel_cache: "KernelCache | None" = KERNEL_CACHE
+    mod: "tvm.IRModule",
+    target: "TargetSpec",
+    database,
+    *,
+    kernel_cache: "KernelCache | None" = KERNEL_CACHE,
+    fallback: str = "auto",
+    report: "list[KernelChoice] | None" = None,
 ) -> "tvm.runtime.Executable":
     """``tvm.compile`` of an already lowered+fused module, with ``database`` applied.
 
+    Schedules come from ``fallback.apply_schedules``: per kernel the best database
+    record that replays on it (a record that does not is skipped with a
+    ``ScheduleWarning``, never fatal), else on CPU targets with ``fallback="auto"``
+    an unmeasured MetaSchedule design-space sample (parallel + vectorised), else
+    TVM's default. ``report``, when given, is extended with one ``KernelChoice``
+    per kernel (``source`` "db" / "fallback" / "default"). ``database`` may be
+    ``None`` (no records).
+
     On LLVM (CPU) targets the kernels are built one by one through ``kernel_cache``
     (see ``KernelCache``; ``None`` compiles everything with plain ``tvm.compile``)."""
+    import contextlib
+
     import tvm
     from tvm import relax
     from tvm.relax import pipeline as rp
-    from tvm.relax.transform import MetaScheduleApplyDatabase
     from tvm.s_tir import dlight as dl
+
+    from cosearch.compile.fallback import FALLBACKS, apply_schedules
+
+    if fallback not in FALLBACKS:
+        raise CosearchError(f"fallback must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
 
     tgt = target.tvm_target()
     is_gpu = rp.BackendDispatcher.is_gpu_target(tgt)
@@ -143,7 +166,9 @@ def compile_with_database(
 
     @tvm.transform.module_pass(opt_level=3)
     def pipeline(m: tvm.IRModule, _ctx) -> tvm.IRModule:
-        m = MetaScheduleApplyDatabase(enable_warning=False)(m)
+        m, choices = apply_schedules(m, tgt, database, fallback=fallback)
+        if report is not None:
+            report.extend(choices)
         if is_gpu:
             m = dl.ApplyDefaultSchedule(
                 dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback()
@@ -152,7 +177,8 @@ def compile_with_database(
             m = _canonical_kernel_names(m)
         return tvm.transform.Sequential(list(lower) + list(finalize))(m)
 
-    with tgt, database, tvm.transform.PassContext(opt_level=3):
+    db_scope = database if database is not None else contextlib.nullcontext()
+    with tgt, db_scope, tvm.transform.PassContext(opt_level=3):
         if not cached:
             return tvm.compile(mod, target=tgt, relax_pipeline=pipeline)
         return _build_cached(pipeline(mod), tgt, kernel_cache)

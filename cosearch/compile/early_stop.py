@@ -14,13 +14,15 @@ rule may skip a task it predicts cannot gain) and after every measured batch.
 (``inf`` while no candidate has run successfully; a warm-started task starts
 from its database best, ``progress.prior_best_us``). Rules do no I/O while
 deciding and see no TVM objects, so a model-based rule plugs in by subclassing
-and registering a kind: ``RULES.register("xgb", "mypkg.rules:XGBStop")``.
+and registering a kind: ``RULES.register("mine", "mypkg.rules:MyRule")``.
 
 Built-in kinds:
 - ``"never"``  never stops (the budget alone decides);
 - ``"stall"``  stops after ``patience`` batches without ``min_gain`` relative
                improvement of the best latency (TVM-NOTES: patience >= 4);
-- ``"always"`` stops after the first batch (for tests and smoke runs).
+- ``"always"`` stops after the first batch (for tests and smoke runs);
+- ``"xgb"``    an XGBoost model of the gain of more trials, trained on the task
+               histories (``cosearch.compile.stop_model.XGBStop``; lazily imported).
 
 ``TuningMonitor`` (in this module) is the MetaSchedule side: a
 ``PyMeasureCallback`` appended *after* the default callbacks (so the database
@@ -133,6 +135,7 @@ RULES: Registry[type[EarlyStopRule]] = Registry("early-stop rule")
 RULES.register("never", Never)
 RULES.register("always", Always)
 RULES.register("stall", Stall)
+RULES.register("xgb", "cosearch.compile.stop_model:XGBStop")
 
 
 def create(kind: str, /, **kw: Any) -> EarlyStopRule:

@@ -1,5 +1,9 @@
 """Named compilation targets: one JSON file per target in ``targets/``.
 
+A name is looked up in ``$COSEARCH_TARGETS_DIR``, then the user targets folder
+(``~/.config/cosearch/targets``), then the built-in ones (``cosearch.paths``);
+a path to a ``.json`` file is read as is.
+
 A target file is what TVM already understands (a target dict, plus a host dict
 for device targets) wrapped with how cosearch measures and exports for it::
 
@@ -20,17 +24,23 @@ Resolution at load time: ``"mcpu": "native"`` becomes the LLVM host CPU name,
 in rpc string fields are substituted from the environment. ``TargetSpec.to_dict()``
 is the resolved form that runs write next to their results.
 
+``TargetSpec.identity()`` is what the generated code depends on (kind, arch,
+mcpu, ISA features, cores); ``machine_key()`` names it on disk (schedule
+databases are kept per machine key, artifacts record the identity).
+
 Every field is validated at the edge: a bad file raises ``CosearchError`` naming
 the file, the field, the bad value and what is accepted.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,9 +53,13 @@ MEASURE_KINDS = ("local", "rpc", "none")
 EXPORT_KINDS = ("so", "tar", "auto")
 _FILE_KEYS = ("description", "target", "host", "measure", "rpc", "threads", "export", "cc")
 _RPC_KEYS = ("tracker_host", "tracker_port", "key", "session_timeout_s", "connect_timeout_s")
-# ISA feature prefixes that decide whether code for a target can run on this CPU
+# ISA feature prefixes that decide whether code for a target can run on a CPU
 # (LLVM also lists tuning flags such as "slow-3ops-lea", which do not matter).
-_ISA_PREFIXES = ("sse", "ssse", "avx", "fma", "f16c", "bmi", "amx", "vnni", "popcnt", "lzcnt", "movbe")
+# x86 first, then AArch64.
+_ISA_PREFIXES = ("sse", "ssse", "avx", "fma", "f16c", "bmi", "amx", "vnni", "popcnt", "lzcnt", "movbe",
+                 "neon", "sve", "sme", "dotprod", "i8mm", "bf16", "fullfp16", "fp16fml", "fp-armv8")
+# Identity fields that make schedules / code for one target wrong for another.
+IDENTITY_MUST_MATCH = ("kind", "arch", "mcpu", "features", "host")
 
 
 @dataclass(frozen=True)
@@ -69,6 +83,8 @@ class TargetSpec:
     threads: int | None  # runtime threads for measurement (None = num-cores)
     export: str  # "so" | "tar"
     cc: str | None  # cross compiler for .so; None = host compiler
+    # where the file was found: "env" ($COSEARCH_TARGETS_DIR), "user", "built-in" or "file" (a path)
+    origin: str = field(default="file", compare=False)
 
     @property
     def kind(self) -> str:
@@ -83,23 +99,34 @@ class TargetSpec:
 
         return Target(self.target, host=self.host) if self.host else Target(self.target)
 
+    def identity(self) -> dict[str, Any]:
+        """What code and schedules for this target depend on, as JSON::
+
+            {"kind": "llvm", "arch": "x86_64", "mtriple": ..., "mcpu": "znver3",
+             "features": [ISA features, sorted], "num-cores": 2, "host": null}
+
+        (device targets: ``{"kind": "cuda", "arch": "sm_90", ..., "host": <llvm identity>}``).
+        Cached per target dict: TVM is asked once per process."""
+        return identity_of(self.target, self.host)
+
+    def machine_key(self) -> str:
+        """Filesystem-safe, readable and unique per identity, e.g.
+        ``host--znver3-2c-1a2b3c4d`` (name, mcpu or arch, cores, hash of the identity).
+        A target whose dict does not depend on the host (a fixed mcpu, fixed or equal
+        core count) has the same key on every machine."""
+        ident = self.identity()
+        mcpu = ident.get("mcpu")
+        parts = [str(mcpu if mcpu and mcpu != "generic" else ident.get("arch") or ident["kind"])]
+        if ident.get("num-cores"):
+            parts.append(f"{ident['num-cores']}c")
+        parts.append(identity_hash(ident))
+        return _safe(self.name) + "--" + _safe("-".join(parts))
+
     def runs_here(self) -> tuple[bool, str]:
         """Can code for this target execute on this machine's CPU? (ok, reason)."""
         if self.kind != "llvm":
             return False, f"kind {self.kind!r} is not a CPU target"
-        from tvm.target import Target, codegen
-
-        host_triple = str(codegen.llvm_get_system_triple())
-        triple = str(self.target.get("mtriple") or host_triple)
-        if triple.split("-")[0] != host_triple.split("-")[0]:
-            return False, f"mtriple {triple!r} is not this machine's architecture ({host_triple})"
-        host_cpu = str(codegen.llvm_get_system_cpu())
-        want = set(codegen.llvm_get_cpu_features(Target(self.target)))
-        have = set(codegen.llvm_get_cpu_features(Target({"kind": "llvm", "mcpu": host_cpu})))
-        missing = sorted(f for f in want - have if f.startswith(_ISA_PREFIXES))
-        if missing:
-            return False, f"host CPU {host_cpu!r} lacks {', '.join(missing)}"
-        return True, f"host CPU {host_cpu!r} has every ISA feature"
+        return features_run_here(self.identity())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,47 +143,133 @@ class TargetSpec:
         }
 
 
-def targets_dir() -> Path:
-    env = os.environ.get("COSEARCH_TARGETS_DIR")
-    if env:
-        return Path(env)
-    import cosearch
+# -- identity --------------------------------------------------------------------------------
 
-    return Path(cosearch.__file__).resolve().parents[1] / "targets"
+
+def _canon(d: dict) -> str:
+    return json.dumps(d, sort_keys=True, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=64)
+def _identity_json(target_json: str, host_json: str | None) -> str:
+    t = json.loads(target_json)
+    ident: dict[str, Any] = {"kind": str(t["kind"])}
+    if t["kind"] == "llvm":
+        from tvm.target import Target, codegen
+
+        triple = str(t.get("mtriple") or codegen.llvm_get_system_triple())
+        feats = codegen.llvm_get_cpu_features(Target(t))
+        ident.update({
+            "arch": triple.split("-")[0],
+            "mtriple": triple,
+            "mcpu": str(t.get("mcpu") or "generic"),
+            "features": sorted(str(f) for f in feats if str(f).startswith(_ISA_PREFIXES)),
+            "num-cores": t.get("num-cores"),
+        })
+    else:
+        ident["arch"] = t.get("arch")
+    ident["host"] = None if host_json is None else json.loads(_identity_json(host_json, None))
+    return json.dumps(ident, sort_keys=True)
+
+
+def identity_of(target: dict, host: dict | None = None) -> dict[str, Any]:
+    """The identity (see ``TargetSpec.identity``) of a resolved TVM target dict."""
+    return json.loads(_identity_json(_canon(target), None if host is None else _canon(host)))
+
+
+def identity_hash(identity: dict[str, Any]) -> str:
+    """8 hex digits over the identity fields that matter (not the triple's vendor/OS)."""
+    keep = {k: identity.get(k) for k in (*IDENTITY_MUST_MATCH, "num-cores")}
+    return hashlib.sha256(_canon(keep).encode()).hexdigest()[:8]
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "target"
+
+
+@functools.lru_cache(maxsize=1)
+def host_cpu() -> tuple[str, str, frozenset[str]]:
+    """(LLVM arch, LLVM CPU name, ISA features) of this machine's CPU (cached)."""
+    from tvm.target import Target, codegen
+
+    triple = str(codegen.llvm_get_system_triple())
+    cpu = str(codegen.llvm_get_system_cpu())
+    feats = codegen.llvm_get_cpu_features(Target({"kind": "llvm", "mcpu": cpu}))
+    return triple.split("-")[0], cpu, frozenset(str(f) for f in feats if str(f).startswith(_ISA_PREFIXES))
+
+
+_SAME_ARCH = {"amd64": "x86_64", "arm64": "aarch64"}
+
+
+def features_run_here(identity: dict[str, Any]) -> tuple[bool, str]:
+    """Does this CPU have the arch and every ISA feature ``identity`` (an llvm
+    identity, e.g. recorded in an artifact) needs? (ok, reason)."""
+    arch, cpu, have = host_cpu()
+    want_arch = str(identity.get("arch") or arch)
+    if _SAME_ARCH.get(want_arch.lower(), want_arch.lower()) != _SAME_ARCH.get(arch.lower(), arch.lower()):
+        return False, f"code for {want_arch} cannot run on this {arch} CPU ({cpu!r})"
+    missing = sorted(set(identity.get("features") or ()) - have)
+    if missing:
+        return False, f"host CPU {cpu!r} lacks {', '.join(missing)}"
+    return True, f"host CPU {cpu!r} has every ISA feature"
+
+
+# -- lookup ----------------------------------------------------------------------------------
 
 
 def _names(d: Path) -> list[str]:
     return sorted(p.stem for p in d.glob("*.json")) if d.is_dir() else []
 
 
+def find_target_file(name: str) -> tuple[Path, str] | None:
+    """(path, origin) of the first ``name.json`` on the search path, or ``None``."""
+    from cosearch.paths import target_search_path
+
+    for origin, d in target_search_path():
+        p = d / f"{name}.json"
+        if p.is_file():
+            return p, origin
+    return None
+
+
 def list_targets() -> list[TargetSpec]:
-    d = targets_dir()
-    return [load_target(str(d / f"{n}.json")) for n in _names(d)]
+    """Every target name on the search path, once (the first folder holding it wins)."""
+    from cosearch.paths import target_search_path
+
+    seen: dict[str, TargetSpec] = {}
+    for origin, d in target_search_path():
+        for n in _names(d):
+            if n not in seen:
+                seen[n] = _parse(d / f"{n}.json", origin)
+    return [seen[n] for n in sorted(seen)]
 
 
 def load_target(name_or_path: str) -> TargetSpec:
-    """A name in ``targets_dir()`` or a path to a user's ``.json`` file."""
+    """A name on the target search path (``cosearch.paths``) or a path to a ``.json`` file."""
     text = str(name_or_path)
     looks_like_path = text.endswith(".json") or os.sep in text or "/" in text
     if looks_like_path:
         path = Path(text).expanduser()
         if not path.is_file():
             raise CosearchError(f"target file {text!r} does not exist; give a target name or a path to a .json file")
-    else:
-        d = targets_dir()
-        path = d / f"{text}.json"
-        if not path.is_file():
-            raise CosearchError(
-                f"unknown target {text!r}; valid targets: {', '.join(_names(d)) or '(none)'} "
-                f"(in {d}), or a path to a .json target file"
-            )
-    return _parse(path)
+        return _parse(path, "file")
+    found = find_target_file(text)
+    if found is None:
+        from cosearch.paths import target_search_path
+
+        search = target_search_path()
+        names = sorted({n for _, d in search for n in _names(d)})
+        raise CosearchError(
+            f"unknown target {text!r}; valid targets: {', '.join(names) or '(none)'} "
+            f"(searched {', '.join(str(d) for _, d in search)}), or a path to a .json target file"
+        )
+    return _parse(*found)
 
 
 # -- parsing ---------------------------------------------------------------------------------
 
 
-def _parse(path: Path) -> TargetSpec:
+def _parse(path: Path, origin: str = "file") -> TargetSpec:
     where = str(path)
 
     def bad(field: str, value: Any, accepted: str) -> CosearchError:
@@ -234,6 +347,7 @@ def _parse(path: Path) -> TargetSpec:
         threads=threads,
         export=export,
         cc=cc,
+        origin=origin,
     )
 
 

@@ -1,20 +1,12 @@
-"""Tune what is new, then compile with every schedule the target's database knows.
+"""Tuning settings and the one-call composition used by ``cosearch tune``.
 
-``tune_and_compile(imported, target, database_dir=..., config=...)``:
-
-1. extract MetaSchedule tasks (anchor-block equality);
-2. load the shared database (``database.open_database``); tasks it already holds are
-   ``source="db"`` and cost no trial;
-3. tune the others with ``ms.tune_tasks`` into a private in-memory scratch database,
-   with settings suited to µs kernels on few cores: the in-process builder
-   (``builder.InProcessBuilder``), evaluator ``number``x``repeat`` with
-   ``min_repeat_ms=0``, a small evolutionary population with one genetic
-   iteration. A ``TuningMonitor`` callback appended after the default callbacks
-   counts trials / failed candidates per task and applies the early-stop rule;
-4. merge the scratch records into the shared files (lock + append + fsync);
-5. ``tvm.compile`` the lowered module with the database applied
-   (``MetaScheduleApplyDatabase``); tasks neither tuned nor in the database keep
-   TVM's default schedules (``source="untuned"``; GPU targets get DLight defaults).
+``TuneConfig`` holds the settings suited to µs kernels on few cores (in-process
+builder, evaluator ``number`` x ``repeat`` with ``min_repeat_ms=0``, a small
+evolutionary population with one genetic iteration, batches fitted to the
+budget). ``tune_and_compile(imported, target, database_dir=..., config=...)`` is
+``engine.plan`` -> ``engine.tune_tasks`` (kill-safe: records reach the shared
+database after every batch; tasks already in the database are tuned further,
+warm-started, where trials help most) -> ``engine.compile_plan``.
 
 Targets with ``measure == "none"`` are never tuned (compile-only); ``"rpc"`` targets
 are measured through MetaSchedule's ``RPCRunner`` with the target's tracker.
@@ -24,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,61 +179,6 @@ def _check_rpc_reachable(target: "TargetSpec") -> None:
         raise CosearchError(f"target {target.name!r}: {e}; start the tracker/server or edit rpc in {target.path}") from e
 
 
-def _tune(tasks, target: "TargetSpec", config: TuneConfig, rule, scratch: str, batch: int):
-    """Run MetaSchedule on ``tasks`` in batches of ``batch``; returns (scratch database, ``TaskStats``)."""
-    from tvm.s_tir import meta_schedule as ms
-
-    from cosearch.compile.builder import InProcessBuilder
-    from cosearch.compile.early_stop import TaskStats, tuning_monitor
-    from cosearch.compile.intrin import ensure_tensor_intrinsics
-    from cosearch.compile.frontend import MODULE_EQUALITY
-
-    # TuneContext imports every backend's tensor intrinsics (~23 s); import only this target's
-    ensure_tensor_intrinsics(target.tvm_target())
-    strategy = ms.search_strategy.EvolutionarySearch(
-        population_size=config.population,
-        genetic_num_iters=config.genetic_iters,
-        init_min_unmeasured=min(config.init_min_unmeasured, config.population),
-    )
-    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-        tasks, work_dir=scratch, strategy=strategy, num_threads=target.num_cores, seed=config.seed
-    )
-    stats = TaskStats([t.task_name for t in tasks], rule)
-    callbacks = list(ms.measure_callback.MeasureCallback.create("default")) + [tuning_monitor(stats)]
-    if config.cost_model == "xgb":
-        cost_model = ms.cost_model.XGBModel(num_tuning_cores=target.num_cores)
-    else:
-        cost_model = ms.cost_model.RandomModel(seed=config.seed)
-    if config.task_scheduler == "gradient":
-        scheduler = ms.task_scheduler.GradientBased(seed=-1 if config.seed is None else config.seed)
-    else:
-        scheduler = ms.task_scheduler.RoundRobin()
-    scratch_db = ms.database.MemoryDatabase(module_equality=MODULE_EQUALITY)
-    runner = _make_runner(target, config)
-    builder = InProcessBuilder(tmp_root=scratch, workers=config.resolved_build_workers())
-    try:
-        ms.tune_tasks(
-            tasks=contexts,
-            task_weights=weights,
-            work_dir=scratch,
-            max_trials_global=config.trials,
-            max_trials_per_task=config.trials_per_task,
-            num_trials_per_iter=batch,
-            builder=builder,
-            runner=runner,
-            database=scratch_db,
-            cost_model=cost_model,
-            measure_callbacks=callbacks,
-            task_scheduler=scheduler,
-            module_equality=MODULE_EQUALITY,
-        )
-    finally:
-        pool = getattr(runner, "pool", None)
-        if pool is not None:
-            pool.shutdown()
-    return scratch_db, stats
-
-
 def tune_and_compile(
     imported: "ImportedModel",
     target: "TargetSpec",
@@ -251,93 +186,35 @@ def tune_and_compile(
     database_dir: Path,
     config: TuneConfig,
     early_stop: "EarlyStopRule | None" = None,
+    progress=None,
+    log_dir: Path | None = None,
 ) -> TuneResult:
-    from cosearch.compile import database as dbmod
-    from cosearch.compile.early_stop import Stall
-    from cosearch.compile.frontend import extract_tasks
+    """Plan, tune ``config.trials`` trials where they help most (new tasks first, then
+    tasks whose kernels still cost the most per trial spent), compile with the database.
+    Composition of ``cosearch.compile.engine`` calls; records are kill-safe per batch."""
+    from cosearch.compile import engine
 
     if not isinstance(config, TuneConfig):
         raise CosearchError(f"config must be a TuneConfig, got {type(config).__name__}")
-    rule = early_stop
-    if rule is None and config.patience is not None:
-        rule = Stall(patience=config.patience, min_gain=config.min_gain)
-
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    tasks = extract_tasks(imported, target)
-    db = dbmod.open_database(database_dir)
+    plan = engine.plan(imported, target)
     seconds["extract"] = time.perf_counter() - t0
-
-    in_db, new, fixed = [], [], []
-    for t in tasks:
-        if t.mod.attrs and t.mod.attrs.get("tirx.is_scheduled", False):
-            fixed.append(t)  # already scheduled by the frontend: nothing to tune
-        elif db.has_workload(t.dispatched[0]):
-            in_db.append(t)
-        else:
-            new.append(t)
-
-    reports: dict[str, TaskReport] = {}
-    for t in in_db:
-        reports[t.task_name] = TaskReport(t.task_name, "db", 0, dbmod.best_us(db, t.dispatched[0]), 0, int(t.weight))
-
-    for t in fixed:
-        reports[t.task_name] = TaskReport(t.task_name, "untuned", 0, None, 0, int(t.weight))
-    trials_run = written = 0
-    batch = None
-    if new and target.measure != "none":
-        if target.measure == "local":
-            ok, why = target.runs_here()
-            if not ok:
-                raise CosearchError(
-                    f"target {target.name!r} is measured locally but cannot run here: {why}; "
-                    f"use a target with measure 'rpc' or 'none'"
-                )
-        else:
-            _check_rpc_reachable(target)
-        scratch = tempfile.mkdtemp(prefix="cosearch-tune-")
-        try:
-            t1 = time.perf_counter()
-            batch = config.batch_for(len(new))
-            scratch_db, stats = _tune(new, target, config, rule, scratch, batch)
+    outcome = None
+    if target.measure != "none":
+        t1 = time.perf_counter()
+        outcome = engine.tune_tasks(plan.tasks, target, database_dir=database_dir, trials=config.trials, config=config,
+                                    early_stop=early_stop, progress=progress, log_dir=log_dir)
+        if outcome.trials_run:
             seconds["tune"] = time.perf_counter() - t1
-            t2 = time.perf_counter()
-            records = dbmod.best_records(scratch_db, config.keep_records)
-            written = dbmod.merge_records(database_dir, records)
-            db = dbmod.open_database(database_dir)  # incremental: reads the lines just merged
-            seconds["merge"] = time.perf_counter() - t2
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        for i, t in enumerate(new):
-            best = stats.best_us[i]
-            has = db.has_workload(t.dispatched[0])
-            reports[t.task_name] = TaskReport(
-                t.task_name,
-                "tuned" if has else "untuned",
-                stats.trials[i],
-                dbmod.best_us(db, t.dispatched[0]) if has else (best if math.isfinite(best) else None),
-                stats.errors[i],
-                int(t.weight),
-            )
-        trials_run = sum(stats.trials)
-    else:
-        for t in new:
-            reports[t.task_name] = TaskReport(t.task_name, "untuned", 0, None, 0, int(t.weight))
-
     t3 = time.perf_counter()
-    try:
-        executable = compile_with_database(imported.mod, target, db)
-    except Exception as e:
-        if isinstance(e, CosearchError):
-            raise
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CosearchError(f"compiling for target {target.name!r} failed: {first[:300]}") from e
+    executable = engine.compile_plan(plan, database_dir)
     seconds["compile"] = time.perf_counter() - t3
     return TuneResult(
         executable=executable,
-        tasks=[reports[t.task_name] for t in tasks],
+        tasks=engine.task_reports(plan, database_dir, outcome),
         seconds=seconds,
-        trials_run=trials_run,
-        records_written=written,
-        trials_per_iter=batch,
+        trials_run=outcome.trials_run if outcome else 0,
+        records_written=outcome.records_written if outcome else 0,
+        trials_per_iter=outcome.batch if outcome and outcome.trials_run else None,
     )

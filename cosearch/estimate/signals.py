@@ -2,9 +2,11 @@
 
 Pure functions of (network, inputs): no spaces, no files. The estimators in
 ``tenas.py`` / ``zero_cost.py`` build the network and the seeded inputs, then
-call these. ReLU-based signals see ``nn.ReLU`` *modules* only (a functional
-``F.relu`` inside ``forward`` is invisible to forward hooks); they raise
-``CosearchError`` when a network has none.
+call these. Activation-pattern signals (linear regions, NASWOT, SWAP) see the
+activation *modules* registered in ``activations`` (ReLU, ReLU6, Hardtanh,
+LeakyReLU, Hardswish, ... and a plug-in's own; a functional ``F.relu`` inside
+``forward`` is invisible to hooks); they raise ``activations.PatternUndefined``
+(a ``CosearchError``) on a network with a smooth activation or none.
 
 Numerics are guarded: every function returns finite floats or a documented
 ``inf`` plus a flag, never NaN.
@@ -54,15 +56,6 @@ def _logits(out: object) -> torch.Tensor:
     if not isinstance(out, torch.Tensor):
         raise CosearchError(f"network output must be a tensor or a tuple ending in one, got {type(out).__name__}")
     return out
-
-
-def relu_modules(net: nn.Module) -> list[nn.Module]:
-    mods = [m for m in net.modules() if isinstance(m, nn.ReLU)]
-    if not mods:
-        raise CosearchError(
-            f"{type(net).__name__} has no nn.ReLU modules; ReLU-pattern signals (naswot, linear regions) need them"
-        )
-    return mods
 
 
 @contextlib.contextmanager
@@ -165,54 +158,154 @@ def ntk_condition(jac: torch.Tensor) -> NTKResult:
     return NTKResult(cond, lam_min, lam_max, False)
 
 
-# -- ReLU activation patterns --------------------------------------------------------
-def relu_codes(net: nn.Module, x: torch.Tensor, *, where: str = "output") -> torch.Tensor:
-    """Binary codes (batch, units): 1 where a ReLU unit is active, over all
-    ``nn.ReLU`` modules, concatenated. ``where="output"`` codes ``relu(z) > 0``
-    (TE-NAS), ``"input"`` codes ``z > 0`` (NASWOT/NASLib); identical except at
-    exact zeros."""
-    if where not in ("input", "output"):
-        raise CosearchError(f"relu_codes where={where!r}; accepted: 'input', 'output'")
-    parts: list[torch.Tensor] = []
+# -- activation patterns (any registered piecewise activation) ------------------------
+#: ``codes`` arguments below are a ``(batch, units)`` integer array / tensor of piece
+#: indices (``activations`` module; a ReLU's is 0/1) or a list of such per-module parts
+#: with the same batch (what ``activation_codes(..., concat=False)`` returns).
 
-    def hook(_m, inp, out):
-        t = inp[0] if where == "input" else out
-        parts.append((t.detach() > 0).reshape(t.shape[0], -1))
+def _parts(codes) -> list[np.ndarray]:
+    items = codes if isinstance(codes, (list, tuple)) else [codes]
+    out = []
+    for c in items:
+        a = c.detach().cpu().numpy() if isinstance(c, torch.Tensor) else np.asarray(c)
+        if a.ndim != 2:
+            raise CosearchError(f"activation codes must be 2-D (batch, units), got shape {a.shape}")
+        if a.shape[1]:
+            out.append(np.ascontiguousarray(a.astype(np.uint8, copy=False)))
+    if not out:
+        raise CosearchError("activation codes hold no units")
+    return out
 
-    with _hooks(relu_modules(net), hook), torch.no_grad():
+
+def _row_ids(part: np.ndarray) -> np.ndarray:
+    """Integer id per row, equal ids <=> equal rows."""
+    if part.max(initial=0) <= 1:
+        part = np.packbits(part, axis=1)
+    rows = np.ascontiguousarray(part).view(np.dtype((np.void, part.shape[1]))).reshape(-1)
+    return np.unique(rows, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+class RegionCounter:
+    """Distinct rows of codes fed part by part (module by module), without holding
+    them all: ``ids`` is refined with each part's row ids."""
+
+    def __init__(self) -> None:
+        self.ids: np.ndarray | None = None
+
+    def add(self, part: np.ndarray) -> None:
+        if part.shape[1] == 0:
+            return
+        r = _row_ids(part)
+        if self.ids is None:
+            self.ids = r
+        else:
+            self.ids = np.unique(self.ids * (int(r.max()) + 1) + r, return_inverse=True)[1].reshape(-1)
+
+    @property
+    def count(self) -> int:
+        if self.ids is None:
+            raise CosearchError("no activation units were seen")
+        return int(np.unique(self.ids).shape[0])
+
+
+class KernelAccumulator:
+    """``K[i, j]`` = number of units where samples ``i`` and ``j`` are in the same
+    piece, summed part by part (float64; exact integers)."""
+
+    def __init__(self) -> None:
+        self.K: np.ndarray | None = None
+
+    def add(self, part: np.ndarray) -> None:
+        if part.shape[1] == 0:
+            return
+        dtype = torch.float32 if part.shape[1] < 2**24 else torch.float64  # exact integer sums
+        K = np.zeros((part.shape[0], part.shape[0]))
+        for p in np.unique(part):
+            oh = torch.from_numpy(part == p).to(dtype)
+            K += (oh @ oh.T).to(torch.float64).numpy()
+        self.K = K if self.K is None else self.K + K
+
+
+def activation_codes(net: nn.Module, x: torch.Tensor, *, concat: bool = True):
+    """Piece codes of every unit of every registered piecewise activation module
+    (``activations.scan``) for one forward of ``x`` in ``net``'s current mode:
+    a ``(batch, units)`` uint8 array (``concat=False``: a list of per-module parts).
+    ``PatternUndefined`` (a ``CosearchError``) when the net has a smooth activation
+    or no piecewise one."""
+    from cosearch.estimate.activations import pattern_hooks
+
+    parts: list[np.ndarray] = []
+    with pattern_hooks(net, parts.append), torch.no_grad():
         net(x)
-    return torch.cat(parts, dim=1)
+    if not parts:
+        raise CosearchError(f"{type(net).__name__}: no activation module ran in the forward pass")
+    return np.concatenate(parts, axis=1) if concat else parts
 
 
-def count_linear_regions(codes: torch.Tensor) -> int:
-    """Number of distinct activation patterns among the rows of ``codes``
-    (each distinct pattern is one linear region the inputs fall into)."""
-    packed = np.packbits(codes.cpu().numpy().astype(np.uint8), axis=1)
-    return int(np.unique(packed, axis=0).shape[0])
+def linear_regions(net: nn.Module, x: torch.Tensor) -> int:
+    """Distinct activation patterns among the rows of ``x`` (one forward, streamed
+    module by module so a large batch of big feature maps fits in memory)."""
+    from cosearch.estimate.activations import pattern_hooks
+
+    counter = RegionCounter()
+    with pattern_hooks(net, counter.add, what="linear regions"), torch.no_grad():
+        net(x)
+    return counter.count
 
 
-def swap_count(codes: torch.Tensor) -> int:
+def count_linear_regions(codes) -> int:
+    """Number of distinct activation patterns among the rows of ``codes`` (each
+    distinct pattern is one (linear) region the inputs fall into)."""
+    counter = RegionCounter()
+    for part in _parts(codes):
+        counter.add(part)
+    return counter.count
+
+
+def swap_count(codes) -> int:
     """SWAP (Peng et al., ICLR 2024, "Sample-Wise Activation Patterns"): the number of
     distinct *sample-wise* patterns, i.e. of distinct columns of ``codes`` (each
-    unit's on/off vector over the batch). Bounded by ``min(units, 2**batch)``."""
-    cols = np.ascontiguousarray(np.packbits(codes.cpu().numpy().astype(np.uint8).T, axis=1))
-    return int(np.unique(cols.view(np.dtype((np.void, cols.shape[1])))).shape[0])
+    unit's piece vector over the batch). Bounded by ``min(units, pieces**batch)``."""
+    cols = np.concatenate([p.T for p in _parts(codes)], axis=0)
+    cols = np.ascontiguousarray(cols)
+    return int(np.unique(cols.view(np.dtype((np.void, cols.shape[1]))).reshape(-1)).shape[0])
 
 
-def naswot_logdet(codes: torch.Tensor) -> tuple[float, bool]:
-    """NASWOT (Mellor et al. 2021): ``log|det K_H|`` with
-    ``K_H[i,j] = #units where codes i and j agree`` (= units - Hamming distance).
+def pattern_kernel(codes) -> np.ndarray:
+    """NASWOT's ``K_H[i, j]`` = number of units where samples ``i`` and ``j`` are in
+    the same piece (= units - Hamming distance of the codes); for 0/1 codes
+    ``c c^T + (1-c)(1-c)^T``."""
+    acc = KernelAccumulator()
+    for part in _parts(codes):
+        acc.add(part)
+    return acc.K
 
-    Returns ``(value, singular)``; a singular kernel (duplicate codes) gives
-    ``-inf`` mapped to ``-COND_MAX`` (worst) with ``singular=True``."""
-    units = codes.shape[1]
-    # agreements are integers <= units: float32 products/sums are exact below 2**24
-    c = codes.to(torch.float32 if units < 2**24 else torch.float64)
-    K = (c @ c.T + (1 - c) @ (1 - c).T).to(torch.float64)
-    sign, logabs = np.linalg.slogdet(K.numpy())
+
+def naswot_logdet_kernel(K: np.ndarray) -> tuple[float, bool]:
+    """``log|det K|``; a singular kernel (duplicate codes) gives ``-inf`` mapped to
+    ``-COND_MAX`` (worst) with ``singular=True``."""
+    sign, logabs = np.linalg.slogdet(np.asarray(K, dtype=np.float64))
     if sign == 0 or not np.isfinite(logabs):
         return -COND_MAX, True
     return float(logabs), False
+
+
+def naswot_logdet(codes) -> tuple[float, bool]:
+    """NASWOT (Mellor et al. 2021): ``log|det K_H|`` of ``pattern_kernel(codes)``.
+    Returns ``(value, singular)`` (see ``naswot_logdet_kernel``)."""
+    return naswot_logdet_kernel(pattern_kernel(codes))
+
+
+def naswot(net: nn.Module, x: torch.Tensor) -> tuple[float, bool]:
+    """NASWOT of ``net`` on batch ``x``: the kernel accumulated module by module."""
+    from cosearch.estimate.activations import pattern_hooks
+
+    acc = KernelAccumulator()
+    with pattern_hooks(net, acc.add, what="NASWOT kernels"), torch.no_grad():
+        net(x)
+    if acc.K is None:
+        raise CosearchError(f"{type(net).__name__}: no activation module ran in the forward pass")
+    return naswot_logdet_kernel(acc.K)
 
 
 # -- MeCo ------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ REQUIRED = ("arch", "accuracy")
 class TableEstimator(Estimator):
     name: ClassVar[str] = "table"
     fidelity: ClassVar[str] = "table"
+    absolute: ClassVar[bool] = True
 
     def __init__(self, *, path: str | os.PathLike[str], seed: int | None = 0) -> None:
         path = os.fspath(path) if path is not None else ""

@@ -47,9 +47,43 @@ from cosearch.estimate.torch_base import INITS, TorchEstimator, build, check_int
 if TYPE_CHECKING:
     from cosearch.space.base import SearchSpace
 
-#: reduced network for counting linear regions, per space (settings override
-#: the space's own ``config()``); other spaces count on the network as given.
-LR_SETTINGS: dict[str, dict[str, Any]] = {"nb201": {"C": 1, "N": 1, "resolution": 8}}
+#: per-space defaults (an explicit constructor argument wins):
+#: ``lr_settings`` - space settings of the reduced network regions are counted on;
+#: ``lr_samples`` - points on the segment; ``lr_span`` - the segment runs from input
+#: ``a`` to ``a + lr_span * (b - a)``; ``lr_bn`` - ``"segment"``: train mode, BatchNorm
+#: statistics of the segment's own points (TE-NAS style; scale-invariant, so a short
+#: span changes nothing), ``"frozen"``: BatchNorm statistics of ``batch_size``
+#: independent seeded inputs, then eval mode (so the span sets how many regions the
+#: segment crosses); ``ntk_settings`` - space settings of the network the NTK is
+#: computed on. Other spaces use ``GENERIC_DEFAULTS``; a plug-in space can declare
+#: its own with ``register_space_defaults``.
+SPACE_DEFAULTS: dict[str, dict[str, Any]] = {
+    # bench/results/proxy_correlation.json was measured with exactly these
+    "nb201": {"lr_settings": {"C": 1, "N": 1, "resolution": 8}, "lr_samples": 1000, "lr_span": 1.0,
+              "lr_bn": "segment", "ntk_settings": {}},
+    # mbv2 (width is an arch decision, not a setting): at 32x32 with "segment" statistics
+    # every one of 1000 points fell in its own region for every arch tried (span 1 to
+    # 0.01), so the count said nothing; frozen statistics + span 1e-3 gave 9..147 of 200
+    # on 6 sampled archs (docs/estimators.md). NTK at 32x32: 0.13-5 s instead of 0.2-9 s.
+    "mbv2": {"lr_settings": {"resolution": 32}, "lr_samples": 400, "lr_span": 1e-3, "lr_bn": "frozen",
+             "ntk_settings": {"resolution": 32}},
+}
+GENERIC_DEFAULTS: dict[str, Any] = {"lr_settings": {}, "lr_samples": 1000, "lr_span": 1.0, "lr_bn": "frozen",
+                                    "ntk_settings": {}}
+LR_BN = ("segment", "frozen")
+
+
+def register_space_defaults(space: str, **defaults: Any) -> None:
+    """Declare TE-NAS defaults for a (plug-in) space, keys as in ``SPACE_DEFAULTS``."""
+    bad = sorted(set(defaults) - set(GENERIC_DEFAULTS))
+    if bad:
+        raise CosearchError(f"tenas: unknown default(s) {', '.join(bad)}; accepted: {', '.join(GENERIC_DEFAULTS)}")
+    SPACE_DEFAULTS[space] = {**GENERIC_DEFAULTS, **defaults}
+
+
+def space_defaults(space_name: str) -> dict[str, Any]:
+    return {**GENERIC_DEFAULTS, **SPACE_DEFAULTS.get(space_name, {})}
+
 
 #: single-arch formula ``-A*log(cond) + B*log(regions)``; A = 1/std(log cond),
 #: B = 1/std(log regions) over fit half A (362 rows of halves(725, seed=0)) of the full
@@ -62,6 +96,7 @@ COMBINES = ("rank", "formula")
 
 class TENASEstimator(TorchEstimator):
     name: ClassVar[str] = "tenas"
+    absolute: ClassVar[bool] = True  # estimate() is the single-arch formula
 
     def __init__(
         self,
@@ -69,9 +104,11 @@ class TENASEstimator(TorchEstimator):
         seed: int | None = 0,
         batch_size: int = 16,
         repeats: int = 1,
-        lr_samples: int = 1000,
+        lr_samples: int | None = None,
         lr_repeats: int = 1,
         lr_settings: dict[str, Any] | None = None,
+        lr_span: float | None = None,
+        lr_bn: str | None = None,
         ntk_settings: dict[str, Any] | None = None,
         init: str = "default",
         combine: str = "rank",
@@ -79,11 +116,18 @@ class TENASEstimator(TorchEstimator):
         super().__init__(seed=seed)
         self.batch_size = check_int(self.name, "batch_size", batch_size, 2, 1024)
         self.repeats = check_int(self.name, "repeats", repeats, 1, 100)
-        self.lr_samples = check_int(self.name, "lr_samples", lr_samples, 2, 100000)
+        self.lr_samples = None if lr_samples is None else check_int(self.name, "lr_samples", lr_samples, 2, 100000)
         self.lr_repeats = check_int(self.name, "lr_repeats", lr_repeats, 1, 100)
         if lr_settings is not None and not isinstance(lr_settings, dict):
             raise CosearchError(f"tenas: lr_settings={lr_settings!r} is invalid; accepted: a dict of space settings or None")
         self.lr_settings = lr_settings
+        if lr_span is not None and (isinstance(lr_span, bool) or not isinstance(lr_span, (int, float))
+                                    or not (0 < lr_span <= 1e6) or not math.isfinite(lr_span)):
+            raise CosearchError(f"tenas: lr_span={lr_span!r} is invalid; accepted: a number > 0 or None")
+        self.lr_span = None if lr_span is None else float(lr_span)
+        if lr_bn is not None and lr_bn not in LR_BN:
+            raise CosearchError(f"tenas: lr_bn={lr_bn!r} is invalid; accepted: {', '.join(LR_BN)} or None")
+        self.lr_bn = lr_bn
         if ntk_settings is not None and not isinstance(ntk_settings, dict):
             raise CosearchError(f"tenas: ntk_settings={ntk_settings!r} is invalid; accepted: a dict of space settings or None")
         self.ntk_settings = ntk_settings
@@ -94,6 +138,16 @@ class TENASEstimator(TorchEstimator):
             raise CosearchError(f"tenas: combine={combine!r} is invalid; accepted: {', '.join(COMBINES)}")
         self.combine = combine
         self._lr_space_cache: dict[str, "SearchSpace"] = {}
+
+    # -- resolved settings ----------------------------------------------------------------
+    def resolved(self, space: "SearchSpace") -> dict[str, Any]:
+        """The settings used on ``space``: explicit arguments, else ``space_defaults``."""
+        d = space_defaults(space.name)
+        return {"lr_settings": d["lr_settings"] if self.lr_settings is None else self.lr_settings,
+                "lr_samples": d["lr_samples"] if self.lr_samples is None else self.lr_samples,
+                "lr_span": d["lr_span"] if self.lr_span is None else self.lr_span,
+                "lr_bn": d["lr_bn"] if self.lr_bn is None else self.lr_bn,
+                "ntk_settings": d["ntk_settings"] if self.ntk_settings is None else self.ntk_settings}
 
     # -- parts ------------------------------------------------------------------------
     def _derived_space(self, space: "SearchSpace", settings: dict[str, Any]) -> "SearchSpace":
@@ -109,13 +163,11 @@ class TENASEstimator(TorchEstimator):
 
     def lr_space(self, space: "SearchSpace") -> "SearchSpace":
         """The space whose networks linear regions are counted on."""
-        settings = LR_SETTINGS.get(space.name, {}) if self.lr_settings is None else self.lr_settings
-        return self._derived_space(space, settings)
+        return self._derived_space(space, self.resolved(space)["lr_settings"])
 
     def ntk_space(self, space: "SearchSpace") -> "SearchSpace":
-        """The space whose networks the NTK is computed on (the space itself unless
-        ``ntk_settings`` overrides some of its settings)."""
-        return self._derived_space(space, self.ntk_settings or {})
+        """The space whose networks the NTK is computed on."""
+        return self._derived_space(space, self.resolved(space)["ntk_settings"])
 
     def ntk_once(self, space: "SearchSpace", arch: str, r: int) -> tuple[float, bool]:
         """NTK condition number of repeat ``r`` (its own network and batch)."""
@@ -140,29 +192,55 @@ class TENASEstimator(TorchEstimator):
         return cond, singular
 
     def regions_once(self, space: "SearchSpace", arch: str, r: int) -> int:
-        """Linear regions crossed by the segment of repeat ``r``."""
+        """Activation regions crossed by the segment of repeat ``r``."""
         from cosearch.estimate import signals as S
 
+        cfg = self.resolved(space)
         small = self.lr_space(space)
-        net = build(small, arch, sub_seed(self.seed, 20, r), self.init).train()
+        net = build(small, arch, sub_seed(self.seed, 20, r), self.init)
         ends = S.random_inputs(small.input_shape(arch, 2), sub_seed(self.seed, 21, r))
-        x = S.segment_inputs(ends[0], ends[1], self.lr_samples)
-        return S.count_linear_regions(S.relu_codes(net, x, where="output"))
+        if cfg["lr_bn"] == "frozen":
+            S.freeze_batchnorm_to_batch_stats(
+                net, S.random_inputs(small.input_shape(arch, self.batch_size), sub_seed(self.seed, 22, r)))
+        else:
+            net.train()
+        end = ends[0] + cfg["lr_span"] * (ends[1] - ends[0])
+        return S.linear_regions(net, S.segment_inputs(ends[0], end, cfg["lr_samples"]))
 
     def linear_regions(self, space: "SearchSpace", arch: str) -> float:
         counts = [self.regions_once(space, arch, r) for r in range(self.lr_repeats)]
         return sum(counts) / len(counts)
 
+    def patterns(self, space: "SearchSpace", arch: str):
+        """``activations.scan`` of the network regions are counted on."""
+        from cosearch.estimate.activations import scan
+
+        return scan(build(self.lr_space(space), arch, sub_seed(self.seed, 20, 0), self.init))
+
     @staticmethod
-    def formula(cond: float, regions: float) -> float:
-        return -FORMULA_A * math.log(max(cond, 1.0)) + FORMULA_B * math.log(max(regions, 1.0))
+    def formula(cond: float, regions: float | None) -> float:
+        """``-A*log(cond) + B*log(regions)``; ``regions=None`` (undefined) drops the term."""
+        score = -FORMULA_A * math.log(max(cond, 1.0))
+        return score if regions is None else score + FORMULA_B * math.log(max(regions, 1.0))
 
     # -- Estimator --------------------------------------------------------------------
-    def signals(self, space: "SearchSpace", arch: str) -> tuple[float, dict[str, float]]:
+    def signals(self, space: "SearchSpace", arch: str) -> tuple[float, dict[str, float], str]:
+        from cosearch.estimate.activations import PatternUndefined
+
         cond, singular = self.ntk(space, arch)
+        sig = {"ntk_cond": cond, "ntk_singular": float(singular)}
+        info = self.patterns(space, arch)
+        if info.smooth_types:  # no pattern: regions undefined, NTK only (never a zero)
+            return self.formula(cond, None), sig, "zero-cost:ntk-only"
+        if not info.defined:
+            raise PatternUndefined(info.why_undefined("linear regions (tenas)"))
         regions = self.linear_regions(space, arch)
-        sig = {"ntk_cond": cond, "ntk_singular": float(singular), "linear_regions": regions}
-        return self.formula(cond, regions), sig
+        sig["linear_regions"] = regions
+        fidelity = self.fidelity if info.affine else "zero-cost:activation-regions"
+        return self.formula(cond, regions), sig, fidelity
+
+    def population_relative(self, space: "SearchSpace") -> bool:
+        return self.combine == "rank"
 
     def estimate_many(self, space: "SearchSpace", archs: Sequence[str]) -> list[Estimate]:
         ests = [self.estimate(space, a) for a in archs]
@@ -170,20 +248,29 @@ class TENASEstimator(TorchEstimator):
             return ests
         return rank_combine(ests)
 
+    def applied(self, space: "SearchSpace", ests: Sequence[Estimate]) -> dict[str, Any]:
+        out = {**super().applied(space, ests), "settings": self.resolved(space)}
+        if ests:
+            out["activations"] = self.patterns(space, ests[0].arch).summary()
+        return out
+
     def config(self) -> dict[str, Any]:
         return {**super().config(), "batch_size": self.batch_size, "repeats": self.repeats,
                 "lr_samples": self.lr_samples, "lr_repeats": self.lr_repeats,
-                "lr_settings": self.lr_settings, "lr_settings_default": LR_SETTINGS,
-                "ntk_settings": self.ntk_settings, "init": self.init,
+                "lr_settings": self.lr_settings, "lr_span": self.lr_span, "lr_bn": self.lr_bn,
+                "ntk_settings": self.ntk_settings, "space_defaults": SPACE_DEFAULTS,
+                "generic_defaults": GENERIC_DEFAULTS, "init": self.init,
                 "combine": self.combine, "formula": {"A": FORMULA_A, "B": FORMULA_B}}
 
 
 def rank_combine(ests: list[Estimate]) -> list[Estimate]:
-    """TE-NAS ranking: ``rank(-ntk_cond) + rank(linear_regions)`` within ``ests``."""
+    """TE-NAS ranking: ``rank(-ntk_cond) + rank(linear_regions)`` within ``ests``
+    (``linear_regions`` only if every estimate has it: ntk-only otherwise)."""
     from dataclasses import replace
 
     from scipy.stats import rankdata
 
-    r_ntk = rankdata([-e.signals["ntk_cond"] for e in ests])
-    r_lr = rankdata([e.signals["linear_regions"] for e in ests])
-    return [replace(e, score=float(a + b)) for e, a, b in zip(ests, r_ntk, r_lr)]
+    total = rankdata([-e.signals["ntk_cond"] for e in ests])
+    if all("linear_regions" in e.signals for e in ests):
+        total = total + rankdata([e.signals["linear_regions"] for e in ests])
+    return [replace(e, score=float(t)) for e, t in zip(ests, total)]

@@ -69,9 +69,12 @@ def build(space: "SearchSpace", arch: str, seed: int | None, init: str = "defaul
 
 
 class TorchEstimator(Estimator):
-    """Subclasses implement ``signals(space, arch) -> (score, {signal: value})``."""
+    """Subclasses implement ``signals(space, arch) -> (score, {signal: value})`` or
+    ``(score, {signal: value}, fidelity)`` when what they computed depends on the
+    network (e.g. ``"zero-cost:ntk-only"``)."""
 
     fidelity: ClassVar[str] = "zero-cost"
+    absolute: ClassVar[bool] = True
 
     def __init__(self, *, seed: int | None = 0) -> None:
         self.seed = check_seed(self.name, seed)
@@ -85,9 +88,11 @@ class TorchEstimator(Estimator):
         arch = space.canonical(arch)
         t0 = time.perf_counter()
         with torch.random.fork_rng(devices=[]):
-            score, sig = self.signals(space, arch)
+            out = self.signals(space, arch)
+        score, sig = out[0], out[1]
+        fidelity = out[2] if len(out) > 2 else self.fidelity
         return Estimate(arch=arch, score=float(score), signals={k: float(v) for k, v in sig.items()},
-                        seconds=time.perf_counter() - t0, fidelity=self.fidelity)
+                        seconds=time.perf_counter() - t0, fidelity=fidelity)
 
     def config(self) -> dict[str, Any]:
         return {"estimator": self.name, "fidelity": self.fidelity, "seed": self.seed}

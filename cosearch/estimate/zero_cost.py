@@ -25,33 +25,36 @@ def _check_init(owner: str, init: str) -> str:
     return init
 
 
-class _ReluCodeEstimator(TorchEstimator):
+class _PatternEstimator(TorchEstimator):
     """Shared by NASWOT and SWAP: one train-mode forward of ``batch_size`` seeded
-    random inputs through the ``init``-initialised network, read as binary codes
-    of every ``nn.ReLU`` (``signals.relu_codes``)."""
+    random inputs through the ``init``-initialised network, read as activation
+    patterns: the piece every unit of every registered piecewise activation
+    (ReLU, ReLU6, Hardtanh, LeakyReLU, Hardswish, ...; ``activations``) is in.
+    A network with a smooth activation (GELU, SiLU, ...) raises
+    ``activations.PatternUndefined`` (one line naming it)."""
 
     def __init__(self, *, seed: int | None, batch_size: int, init: str) -> None:
         super().__init__(seed=seed)
         self.batch_size = check_int(self.name, "batch_size", batch_size, 2, 4096)
         self.init = _check_init(self.name, init)
 
-    def _relu_codes(self, space: "SearchSpace", arch: str, *, where: str, stream: int):
+    def _net_and_inputs(self, space: "SearchSpace", arch: str, stream: int):
         from cosearch.estimate import signals as S
 
         net = build(space, arch, self.seed, self.init).train()
-        x = S.random_inputs(space.input_shape(arch, self.batch_size), sub_seed(self.seed, stream))
-        return S.relu_codes(net, x, where=where)
+        return net, S.random_inputs(space.input_shape(arch, self.batch_size), sub_seed(self.seed, stream))
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "batch_size": self.batch_size, "init": self.init}
 
 
-class NASWOTEstimator(_ReluCodeEstimator):
+class NASWOTEstimator(_PatternEstimator):
     """NASWOT (Mellor et al., ICML 2021), as NASLib's ``nwot``: one train-mode
-    forward of ``batch_size`` random inputs; binary codes of every ``nn.ReLU``
-    input; score ``log|det K_H|`` with ``K_H = c c^T + (1-c)(1-c)^T``.
-    Signals: ``naswot`` (the score), ``naswot_singular`` (1 if K_H was singular;
-    the score is then ``-1e30``)."""
+    forward of ``batch_size`` random inputs; activation-pattern codes of every
+    activation input; score ``log|det K_H|`` with ``K_H[i, j]`` = number of units
+    where samples ``i`` and ``j`` are in the same piece (for ReLU ``c c^T +
+    (1-c)(1-c)^T``, NASLib's kernel). Signals: ``naswot`` (the score),
+    ``naswot_singular`` (1 if K_H was singular; the score is then ``-1e30``)."""
 
     name: ClassVar[str] = "naswot"
 
@@ -61,16 +64,18 @@ class NASWOTEstimator(_ReluCodeEstimator):
     def signals(self, space: "SearchSpace", arch: str) -> tuple[float, dict[str, float]]:
         from cosearch.estimate import signals as S
 
-        value, singular = S.naswot_logdet(self._relu_codes(space, arch, where="input", stream=1))
+        net, x = self._net_and_inputs(space, arch, 1)
+        value, singular = S.naswot(net, x)
         return value, {"naswot": value, "naswot_singular": float(singular)}
 
 
-class SwapEstimator(_ReluCodeEstimator):
+class SwapEstimator(_PatternEstimator):
     """SWAP (Peng et al., ICLR 2024): one train-mode forward of ``batch_size``
-    random inputs; for every unit of every ``nn.ReLU`` output its on/off vector
-    over the batch; score = number of distinct such vectors (``signals.swap_count``),
-    reported as its natural log (signal ``swap``). Without the paper's
-    parameter-count regulariser (a learned combination can add ``params``)."""
+    random inputs; for every unit of every activation its piece vector over the
+    batch (on/off for ReLU); score = number of distinct such vectors
+    (``signals.swap_count``), reported as its natural log (signal ``swap``).
+    Without the paper's parameter-count regulariser (a learned combination can add
+    ``params``)."""
 
     name: ClassVar[str] = "swap"
 
@@ -80,7 +85,8 @@ class SwapEstimator(_ReluCodeEstimator):
     def signals(self, space: "SearchSpace", arch: str) -> tuple[float, dict[str, float]]:
         from cosearch.estimate import signals as S
 
-        value = math.log(max(S.swap_count(self._relu_codes(space, arch, where="output", stream=2)), 1))
+        net, x = self._net_and_inputs(space, arch, 2)
+        value = math.log(max(S.swap_count(S.activation_codes(net, x, concat=False)), 1))
         return value, {"swap": value}
 
 

@@ -1,0 +1,320 @@
+"""What the search loop asks of the compiler (and of the accuracy estimator).
+
+``Evaluator`` is the small interface the loop is written against:
+
+- ``accuracy(arch)``           the full estimator's score (``cosearch.estimate``), one arch at a time;
+- ``plan(arch)``               the arch's tunable tasks: workload, weight, op kind, FLOPs, shapes;
+- ``task_states(plan)``        per workload: best µs in the schedule database (``None``: untuned) and trials spent;
+- ``tune(tasks, budgets)``     spend trials on workloads (records reach the database batch by batch);
+- ``measure(arch, final=)``    compile against the database and time end-to-end;
+- ``export(arch, dir, ...)``   write a deployable artifact of the last measured compile.
+
+Two implementations: ``EngineEvaluator`` (``cosearch.search.engine_evaluator``:
+real TVM through ``cosearch.compile.engine``) and ``FakeEvaluator`` (here) — a
+deterministic, seeded *simulation* of a compiler, **for search-logic tests and
+benchmarks of the loop only**: tasks are shared across architectures exactly as
+in the real spaces (same op at the same stage / same block shape = same
+workload), each workload has a synthetic untuned latency and an exponential
+tuning curve, and end-to-end latency is a calibrated kernel sum plus noise. It
+keeps a *simulated clock* (seconds a real compiler would have spent), so budget
+semantics and time-to-hypervolume curves can be exercised in seconds.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from cosearch.errors import CosearchError
+
+
+@dataclass(frozen=True)
+class Task:
+    """One tunable kernel of an architecture (weights summed over its uses)."""
+
+    workload: str
+    weight: int
+    op_kind: str = "other"
+    flops: float = 0.0
+    shapes: tuple[tuple[int, ...], ...] = ()
+    name: str = ""
+
+
+@dataclass
+class Plan:
+    arch: str
+    tasks: list[Task]
+    seconds: float = 0.0
+    handle: Any = field(default=None, repr=False)  # the engine's ModelPlan
+
+    @property
+    def flops(self) -> float:
+        return float(sum(t.weight * t.flops for t in self.tasks))
+
+    def workloads(self) -> list[str]:
+        return [t.workload for t in self.tasks]
+
+
+@dataclass(frozen=True)
+class TaskState:
+    best_us: float | None  # None: not in the database (runs TVM's default schedule)
+    trials: int = 0
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    trials: int
+    seconds: float
+    best_us: dict[str, float | None]
+    trials_per_task: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Measured:
+    ms: float | None
+    error: str | None = None
+    stage: str = "measure"  # where it failed: "export" | "compile" | "measure"
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.ms is not None and self.error is None
+
+
+def merge_tasks(tasks: Sequence[Task]) -> list[Task]:
+    """Deduplicate by workload, summing weights (order of first appearance)."""
+    out: dict[str, Task] = {}
+    for t in tasks:
+        if t.workload in out:
+            o = out[t.workload]
+            out[t.workload] = Task(o.workload, o.weight + t.weight, o.op_kind, o.flops, o.shapes, o.name)
+        else:
+            out[t.workload] = t
+    return list(out.values())
+
+
+class Evaluator(abc.ABC):
+    """See the module docstring. ``space`` and ``estimator`` are public attributes."""
+
+    kind: str = "abstract"
+
+    def __init__(self, space, estimator) -> None:
+        self.space = space
+        self.estimator = estimator
+
+    def accuracy(self, arch: str) -> tuple[float, float, str]:
+        """-> (score, seconds, fidelity) of the full estimator (comparable across the run)."""
+        t0 = time.perf_counter()
+        est = self.estimator.estimate(self.space, arch)
+        return float(est.score), max(float(est.seconds), time.perf_counter() - t0), str(est.fidelity)
+
+    @abc.abstractmethod
+    def plan(self, arch: str) -> Plan: ...
+
+    @abc.abstractmethod
+    def task_states(self, plan: Plan) -> dict[str, TaskState]: ...
+
+    @abc.abstractmethod
+    def tune(self, tasks: Sequence[Task], budgets: dict[str, int]) -> TuneResult: ...
+
+    @abc.abstractmethod
+    def measure(self, arch: str, *, final: bool = False) -> Measured: ...
+
+    @abc.abstractmethod
+    def export(self, arch: str, out_dir: Path, *, config: dict[str, Any]) -> None:
+        """Artifact of the last ``measure(arch, final=True)``."""
+
+    def extra_seconds(self) -> float:
+        """Simulated seconds to add to the wall clock (``FakeEvaluator`` only)."""
+        return 0.0
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind}
+
+
+# =========================================================================== the fake
+def _unit(*parts: Any) -> float:
+    """A deterministic number in [0, 1) from ``parts``."""
+    h = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(h[:8], "little") / 2.0**64
+
+
+class FakeEvaluator(Evaluator):
+    """A simulated compiler for search-logic tests (see the module docstring).
+
+    Persistent state (so a killed and resumed run sees its tuning):
+    ``<schedules_dir>/fake_db.jsonl``, one line ``{"v": 1, "workload", "trials"}``
+    per tuning call, appended and fsynced. ``sleep`` (or env ``COSEARCH_FAKE_SLEEP``)
+    makes it really sleep that fraction of each simulated cost (for kill tests).
+    ``fail_rate`` (or env ``COSEARCH_FAKE_FAIL``): that fraction of architectures
+    fails to compile (deterministically by arch).
+    """
+
+    kind = "fake"
+    COST = {"plan": 0.3, "trial": 0.25, "measure": 1.0, "final": 3.0, "accuracy": 1.5}
+    CALIBRATION = (1.7, 0.02)  # end-to-end ms = a * kernel sum ms + b
+
+    def __init__(self, space, estimator=None, *, schedules_dir: str | os.PathLike, seed: int = 0,
+                 sleep: float | None = None, fail_rate: float | None = None) -> None:
+        super().__init__(space, estimator)
+        self.seed = int(seed)
+        self.dir = Path(schedules_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.dir / "fake_db.jsonl"
+        self.sleep = float(os.environ.get("COSEARCH_FAKE_SLEEP", 0.0)) if sleep is None else float(sleep)
+        self.fail_rate = float(os.environ.get("COSEARCH_FAKE_FAIL", 0.0)) if fail_rate is None else float(fail_rate)
+        self.sim = 0.0
+        self._measures: dict[str, int] = {}
+        self.trials: dict[str, int] = {}
+        if self.db_path.exists():
+            for line in self.db_path.read_text().splitlines():
+                try:
+                    ev = json.loads(line)
+                    self.trials[ev["workload"]] = self.trials.get(ev["workload"], 0) + int(ev["trials"])
+                except (ValueError, KeyError, TypeError):
+                    continue  # torn last line
+
+    # -- clock --------------------------------------------------------------------
+    def _spend(self, seconds: float) -> float:
+        self.sim += seconds
+        if self.sleep > 0:
+            time.sleep(seconds * self.sleep)
+        return seconds
+
+    def extra_seconds(self) -> float:
+        return self.sim
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, "seed": self.seed, "fail_rate": self.fail_rate}
+
+    # -- accuracy -----------------------------------------------------------------
+    def accuracy(self, arch: str) -> tuple[float, float, str]:
+        if self.estimator is not None:
+            score, sec, fid = super().accuracy(arch)
+            return score, sec, fid
+        code = np.asarray(self.space.encode(arch), dtype=float)
+        w = np.array([_unit("accw", self.seed, i) for i in range(code.size)]) * 2 - 0.5
+        flops = self.plan(arch).flops
+        score = 50 + 20 * float(code @ w) / max(1.0, code.sum()) + 4 * math.log1p(flops / 1e6) \
+            + 2 * _unit("accn", self.seed, self.space.key(arch))
+        return score, self._spend(self.COST["accuracy"]), "synthetic"
+
+    # -- tasks --------------------------------------------------------------------
+    def _raw_tasks(self, arch: str) -> list[Task]:
+        name = getattr(self.space, "name", "")
+        if name == "nb201":
+            return self._nb201_tasks(arch)
+        if name == "mbv2":
+            return self._mbv2_tasks(arch)
+        code = np.asarray(self.space.encode(arch), dtype=float)
+        return [Task(f"g{i}:{v:g}", 1, "conv2d", 1e5 * (1 + v), (), f"g{i}") for i, v in enumerate(code)]
+
+    def _nb201_tasks(self, arch: str) -> list[Task]:
+        C, N, R = self.space.C, self.space.N, self.space.resolution
+        ops = self.space.ops(arch)
+        tasks = [Task(f"stem:{C}@{R}", 1, "conv2d", 2 * 27 * C * R * R, ((1, 3, R, R),), "stem")]
+        for s in range(3):
+            ch, res = C * 2 ** s, R // 2 ** s
+            for op, flops, kind in (("nor_conv_3x3", 2 * 9 * ch * ch * res * res, "conv2d"),
+                                    ("nor_conv_1x1", 2 * ch * ch * res * res, "conv2d"),
+                                    ("avg_pool_3x3", 9 * ch * res * res, "pool")):
+                n = sum(1 for o in ops if o == op)
+                if n:
+                    tasks.append(Task(f"{op}:{ch}@{res}", n * N, kind, flops, ((1, ch, res, res),), op))
+            if s:
+                tasks.append(Task(f"reduce:{ch}@{res}", 1, "conv2d", 4 * 9 * ch * ch * res * res / 2,
+                                  ((1, ch // 2, res * 2, res * 2),), "reduce"))
+        tasks.append(Task(f"head:{4 * C}", 1, "dense", 2 * 4 * C * self.space.num_classes, (), "head"))
+        return tasks
+
+    def _mbv2_tasks(self, arch: str) -> list[Task]:
+        b = self.space.blocks(arch)
+        res = self.space.resolution // 2
+        tasks = [Task(f"stem:{b['stem']}@{res * 2}", 1, "conv2d", 2 * 27 * b["stem"] * res * res, (), "stem")]
+        for c_in, c_out, k, e, stride in b["blocks"]:
+            mid = c_in * e
+            if e != 1:
+                tasks.append(Task(f"pw:{c_in}x{mid}@{res}", 1, "conv2d", 2 * c_in * mid * res * res, (), "pw"))
+            out_res = res // stride
+            tasks.append(Task(f"dw:{mid}k{k}s{stride}@{res}", 1, "depthwise_conv2d", 2 * k * k * mid * out_res ** 2,
+                              (), "dw"))
+            tasks.append(Task(f"pwl:{mid}x{c_out}@{out_res}", 1, "conv2d", 2 * mid * c_out * out_res ** 2, (), "pwl"))
+            res = out_res
+        tasks.append(Task(f"last:{b['last']}@{res}", 1, "conv2d", 2 * b["blocks"][-1][1] * b["last"] * res * res, (),
+                          "last"))
+        return tasks
+
+    def plan(self, arch: str) -> Plan:
+        return Plan(arch, merge_tasks(self._raw_tasks(arch)), self._spend(self.COST["plan"]))
+
+    # -- the synthetic latency model ----------------------------------------------
+    def untuned_us(self, t: Task) -> float:
+        gflops = 0.5 + 1.5 * _unit("ut", self.seed, t.workload)
+        return t.flops / (gflops * 1e3) + 1.0
+
+    def tuned_us(self, t: Task, trials: int) -> float | None:
+        if trials <= 0:
+            return None
+        u = self.untuned_us(t)
+        floor = u * (0.1 + 0.25 * _unit("floor", self.seed, t.workload))
+        tau = 10 + 50 * _unit("tau", self.seed, t.workload)
+        return floor + (u - floor) * math.exp(-trials / tau)
+
+    def task_states(self, plan: Plan) -> dict[str, TaskState]:
+        return {t.workload: TaskState(self.tuned_us(t, self.trials.get(t.workload, 0)), self.trials.get(t.workload, 0))
+                for t in plan.tasks}
+
+    def tune(self, tasks: Sequence[Task], budgets: dict[str, int]) -> TuneResult:
+        by = {t.workload: t for t in tasks}
+        run = {w: int(n) for w, n in budgets.items() if n > 0 and w in by}
+        if run:
+            with open(self.db_path, "a") as fh:
+                for w, n in run.items():
+                    fh.write(json.dumps({"v": 1, "workload": w, "trials": n}) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        for w, n in run.items():
+            self.trials[w] = self.trials.get(w, 0) + n
+        total = sum(run.values())
+        sec = self._spend(total * self.COST["trial"])
+        return TuneResult(total, sec, {w: self.tuned_us(by[w], self.trials[w]) for w in run}, run)
+
+    def kernel_sum_ms(self, plan: Plan) -> float:
+        tot = 0.0
+        for t in plan.tasks:
+            us = self.tuned_us(t, self.trials.get(t.workload, 0))
+            tot += t.weight * (us if us is not None else self.untuned_us(t))
+        return tot / 1000.0
+
+    def measure(self, arch: str, *, final: bool = False) -> Measured:
+        key = self.space.key(arch)
+        sec = self._spend(self.COST["final" if final else "measure"])
+        if self.fail_rate > 0 and _unit("fail", self.seed, key) < self.fail_rate:
+            return Measured(None, "fake compile failure (simulated)", "compile", sec)
+        n = self._measures.get(key, 0)
+        self._measures[key] = n + 1
+        a, b = self.CALIBRATION
+        noise = (0.01 if final else 0.03) * (2 * _unit("noise", self.seed, key, n, final) - 1)
+        plan = Plan(arch, merge_tasks(self._raw_tasks(arch)))
+        return Measured((a * self.kernel_sum_ms(plan) + b) * (1 + noise), None, "measure", sec)
+
+    def export(self, arch: str, out_dir: Path, *, config: dict[str, Any]) -> None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "FAKE.json").write_text(json.dumps({"arch": arch, "note": "FakeEvaluator: no real artifact",
+                                                       "config": config}, indent=1, default=str) + "\n")
+
+
+def check_evaluator_kind(kind: str) -> str:
+    if kind not in ("engine", "fake"):
+        raise CosearchError(f"unknown evaluator {kind!r}; valid: engine, fake (fake is for tests only)")
+    return kind

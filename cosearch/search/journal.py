@@ -1,0 +1,135 @@
+"""The search journal: ``DIR/journal.jsonl``, append-only JSON lines, fsynced per event.
+
+Format (version 1, documented in ``docs/search.md`` and the search contract): every
+line is one JSON object ``{"v": 1, "event": E, "t": seconds since the run started,
+...}``; ``t`` is monotonic across resumes (a resumed run continues from the last
+``t`` written). The journal is the single source of truth of a run: ``--resume``
+replays it to rebuild the archive, the front and the proposer.
+
+A process killed mid-write leaves at most one torn last line. ``read_journal``
+skips a line that does not parse *only* when it is the last one (anything else is
+a damaged file: ``CosearchError``); ``Journal.open`` truncates such a torn tail
+before appending, so a resumed journal stays valid JSON lines.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from cosearch.errors import CosearchError
+
+VERSION = 1
+FILE = "journal.jsonl"
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe: non-finite floats become ``None`` (JSON has no NaN/inf)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+def read_journal(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """All events of a journal file; a torn (unparsable) *last* line is ignored."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise CosearchError(f"cannot read journal {str(p)!r}: {e.strerror or e}") from None
+    lines = raw.split(b"\n")
+    events: list[dict[str, Any]] = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        last = all(not rest.strip() for rest in lines[i + 1:])
+        try:
+            ev = json.loads(line)
+            if not isinstance(ev, dict) or "event" not in ev:
+                raise ValueError("not an event object")
+        except (ValueError, UnicodeDecodeError):
+            if last:
+                break  # torn tail of a killed writer
+            raise CosearchError(f"journal {str(p)!r} line {i + 1} is damaged (not a JSON event)") from None
+        events.append(ev)
+    return events
+
+
+def _valid_prefix_length(raw: bytes) -> int:
+    """Byte length of the part of ``raw`` made of complete, parsable lines."""
+    end = 0
+    pos = 0
+    while pos < len(raw):
+        nl = raw.find(b"\n", pos)
+        if nl < 0:
+            break  # no newline: torn
+        line = raw[pos:nl]
+        if line.strip():
+            try:
+                json.loads(line)
+            except (ValueError, UnicodeDecodeError):
+                break
+        end = pos = nl + 1
+    return end
+
+
+class Journal:
+    """Appends events to ``DIR/journal.jsonl`` (one ``write`` + ``fsync`` per event).
+
+    ``t0_offset`` is the last ``t`` of an earlier session (resume), so ``t`` keeps
+    growing; ``extra_time`` is a callable adding simulated seconds (the
+    ``FakeEvaluator``'s simulated compiler time), ``None`` for real runs.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, *, t0_offset: float = 0.0, extra_time=None) -> None:
+        self.path = Path(run_dir) / FILE
+        raw = self.path.read_bytes() if self.path.exists() else b""
+        keep = _valid_prefix_length(raw)
+        if keep != len(raw):  # drop a torn tail before appending
+            with open(self.path, "r+b") as fh:
+                fh.truncate(keep)
+                fh.flush()
+                os.fsync(fh.fileno())
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._start = time.monotonic()
+        self._offset = float(t0_offset)
+        self._extra = extra_time
+
+    def now(self) -> float:
+        """Seconds since the run started (monotonic across resumes)."""
+        extra = float(self._extra()) if self._extra is not None else 0.0
+        return self._offset + (time.monotonic() - self._start) + extra
+
+    def write(self, event: str, **fields: Any) -> dict[str, Any]:
+        ev = {"v": VERSION, "event": event, "t": round(self.now(), 4), **fields}
+        line = (json.dumps(_clean(ev), sort_keys=False, allow_nan=False) + "\n").encode()
+        os.write(self._fd, line)
+        os.fsync(self._fd)
+        return ev
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def iter_events(events: list[dict[str, Any]], *kinds: str) -> Iterator[dict[str, Any]]:
+    for ev in events:
+        if not kinds or ev.get("event") in kinds:
+            yield ev

@@ -1,0 +1,751 @@
+"""The search loop and its three strategies (``joint``, ``sequential``, ``brute``).
+
+See ``docs/search.md`` for the protocol and why. In short, ``Search`` owns the
+run folder (journal, config, result, Pareto artifacts), an ``Evaluator``, the
+proposer, the predictors and the archive (``Rec`` per isomorphism key), and
+each strategy is a method. Everything a strategy decides is journaled first;
+``Search.replay`` rebuilds the state from the journal on ``--resume``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cosearch.errors import CosearchError
+from cosearch.search import pareto
+from cosearch.search.evaluator import Evaluator, Plan, Task, TaskState
+from cosearch.search.journal import Journal, read_journal
+from cosearch.search.predictors import (AccuracyPredictor, Calibration, TaskLatencyPredictor, accuracy_store,
+                                        task_store)
+from cosearch.search.proposer import Proposer
+
+STRATEGIES = ("joint", "sequential", "brute")
+PROXIES = ("flops", "untuned")
+RESULT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    strategy: str = "joint"
+    space: str = "nb201"
+    space_settings: dict = field(default_factory=dict)
+    estimator: str = "naswot"
+    target: str = "host"
+    budget_s: float | None = None
+    max_archs: int | None = None
+    seed: int = 0
+    latency_max_ms: float | None = None
+    proxy: str = "flops"  # sequential only
+    subset: int | None = None  # brute only
+    trials_per_task: int = 32  # full per-task tuning budget
+    tune_batch: int = 8  # trials per task and tuning step (joint)
+    population: int = 16  # NSGA-II population
+    evaluator: str = "engine"  # "fake": FakeEvaluator, for tests only
+    calibration_archs: int = 6  # seeded sample fixing the objectives' reference point
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise CosearchError(f"unknown strategy {self.strategy!r}; valid: {', '.join(STRATEGIES)}")
+        if self.proxy not in PROXIES:
+            raise CosearchError(f"unknown proxy {self.proxy!r}; valid: {', '.join(PROXIES)}")
+        if self.budget_s is None and self.max_archs is None:
+            raise CosearchError("give a budget: --budget DURATION (e.g. 30m, 90s) or --max-archs N")
+        if self.budget_s is not None and not (self.budget_s > 0 and math.isfinite(self.budget_s)):
+            raise CosearchError(f"budget must be a positive duration, got {self.budget_s!r} s")
+        for name in ("max_archs", "subset", "trials_per_task", "tune_batch", "population", "calibration_archs"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise CosearchError(f"{name} must be a positive integer, got {v!r}")
+        if self.latency_max_ms is not None and not self.latency_max_ms > 0:
+            raise CosearchError(f"--latency-max-ms must be a positive number, got {self.latency_max_ms!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def parse_duration(text: str) -> float:
+    """``"30m"``, ``"90s"``, ``"1h"``, ``"45"`` (seconds) -> seconds; ``CosearchError`` otherwise."""
+    s = str(text).strip().lower()
+    mult = {"s": 1, "m": 60, "h": 3600}.get(s[-1:], None)
+    num = s[:-1] if mult else s
+    try:
+        v = float(num) * (mult or 1)
+    except ValueError:
+        raise CosearchError(f"--budget must be a duration like 30m, 90s or 1h, got {text!r}") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise CosearchError(f"--budget must be a positive duration like 30m or 90s, got {text!r}")
+    return v
+
+
+@dataclass
+class Rec:
+    arch: str
+    key: str
+    n: int
+    status: str = "pending"  # pending | evaluated | stopped | failed
+    tasks: list[Task] = field(default_factory=list)
+    flops: float = 0.0
+    acc: float | None = None  # full estimator
+    acc_pred: float | None = None
+    lat_pred_ms: float | None = None
+    ms: float | None = None  # last end-to-end measurement (search measure)
+    sum_at_measure: float | None = None  # kernel sum ms when measured
+    final_ms: float | None = None
+    proxy: float | None = None
+
+
+def _atomic_json(path: Path, data: Any) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name, dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, default=str)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib_suppress():
+            os.unlink(tmp)
+        raise
+
+
+class contextlib_suppress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return True
+
+
+class Search:
+    """One run folder. ``run()`` executes the configured strategy to its budget, then finalises."""
+
+    def __init__(self, cfg: SearchConfig, out: Path, evaluator: Evaluator, *, schedules_dir: Path,
+                 objectives: pareto.Objectives, config_extra: dict[str, Any] | None = None,
+                 progress: Any = None, pool: list[str] | None = None, resume: bool = False) -> None:
+        self.cfg = cfg
+        self.out = Path(out)
+        self.ev = evaluator
+        self.space = evaluator.space
+        self.schedules = Path(schedules_dir)
+        self.obj = objectives
+        self.progress = progress
+        self.pool = pool
+        self.archive: dict[str, Rec] = {}
+        self.task: dict[str, Task] = {}
+        self.state: dict[str, TaskState] = {}
+        self.cal = Calibration()
+        self.tpred = TaskLatencyPredictor(cfg.seed, task_store(self.schedules))
+        space_cfg = self.space.config()
+        est_cfg = evaluator.estimator.config() if evaluator.estimator is not None else {"estimator": "synthetic"}
+        self.apred = AccuracyPredictor(cfg.seed, accuracy_store(self.schedules, space_cfg, est_cfg))
+        self.proposer = Proposer(self.space, seed=cfg.seed, population=cfg.population, pool=pool)
+        self.n_proposed = 0
+        self.trials = 0
+        self.stopped_tasks: set[str] = set()
+        self.front_keys: list[str] = []
+        self.hv = 0.0
+        self.phase = 1
+        self.done = False
+        self.out.mkdir(parents=True, exist_ok=True)
+        offset = 0.0
+        if resume:
+            offset = self.replay(read_journal(self.out / "journal.jsonl"))
+        else:
+            config = {"command": "search", **(config_extra or {}), "search": cfg.to_dict(),
+                      "config_hash": cfg.hash(), "objectives": objectives.to_dict(),
+                      "schedules": str(self.schedules.absolute()), "evaluator": evaluator.config(),
+                      "space": space_cfg, "estimator": est_cfg, "version": 1}
+            _atomic_json(self.out / "config.json", config)
+        self.j = Journal(self.out, t0_offset=offset, extra_time=evaluator.extra_seconds)
+        self._sim0 = evaluator.extra_seconds()
+        self.j.write("start", resume=resume, config_hash=cfg.hash(), strategy=cfg.strategy)
+
+    # ------------------------------------------------------------------ helpers
+    def now(self) -> float:
+        return self.j.now()
+
+    def budget_left(self) -> bool:
+        if self.cfg.budget_s is not None and self.now() >= self.cfg.budget_s:
+            return False
+        return True
+
+    def archs_left(self) -> bool:
+        return self.cfg.max_archs is None or self.n_proposed < self.cfg.max_archs
+
+    def _update(self, **extra: Any) -> None:
+        if self.progress is None:
+            return
+        c = self.counts()
+        done = self.now() if self.cfg.budget_s is not None else self.n_proposed
+        self.progress.update(done=done, proposed=self.n_proposed, evaluated=c["evaluated"], stopped=c["stopped"],
+                             failed=c["failed"], trials=self.trials, front=len(self.front_keys),
+                             hv=round(self.hv, 4), **extra)
+
+    def counts(self) -> dict[str, int]:
+        out = {"evaluated": 0, "stopped": 0, "failed": 0, "pending": 0}
+        for r in self.archive.values():
+            out[r.status] += 1
+        return out
+
+    def _learn_plan(self, plan: Plan) -> None:
+        fresh = [t for t in plan.tasks if t.workload not in self.state]
+        for t in plan.tasks:
+            self.task.setdefault(t.workload, t)
+        if fresh:
+            self.state.update({w: s for w, s in self.ev.task_states(plan).items() if w not in self.state})
+
+    def kernel_sum_ms(self, rec: Rec, *, untuned_model: bool = True) -> tuple[float, int]:
+        """(weighted kernel sum ms with untuned tasks predicted, number of untuned tasks)."""
+        tot, missing = 0.0, 0
+        for t in rec.tasks:
+            s = self.state.get(t.workload)
+            if s is None or s.best_us is None:
+                missing += 1
+                us = self.tpred.predict(t, self.cfg.trials_per_task) if untuned_model else \
+                    self.tpred.heuristic_us(t, 0)
+            else:
+                us = s.best_us
+            tot += t.weight * us
+        return tot / 1000.0, missing
+
+    def optimistic_ms(self, rec: Rec) -> float:
+        """Low bound of the arch's latency after full tuning (0 while the predictors are untrained)."""
+        tot = 0.0
+        for t in rec.tasks:
+            s = self.state.get(t.workload)
+            opt = self.tpred.optimistic(t, self.cfg.trials_per_task)
+            if opt <= 0:
+                return 0.0
+            cur = s.best_us if s is not None and s.best_us is not None else math.inf
+            tot += t.weight * min(cur, opt)
+        if len(self.cal.pairs) < 2:
+            return 0.0
+        err = self.cal.summary().get("mape_online", 0.5)
+        return self.cal.apply(tot / 1000.0) * max(0.0, 1 - max(0.1, 2 * err))
+
+    def front_points(self) -> list[tuple[float, float, str]]:
+        return [(self.archive[k].acc, self.archive[k].ms, k) for k in self.front_keys]
+
+    def _refresh_front(self) -> None:
+        recs = [r for r in self.archive.values() if r.status == "evaluated" and r.acc is not None and r.ms is not None]
+        pts = [(r.acc, r.ms) for r in recs]
+        keys = [recs[i].key for i in pareto.pareto_indices(pts)]
+        hv = pareto.hypervolume(pts, self.obj)
+        if keys != self.front_keys or abs(hv - self.hv) > 1e-12:
+            self.front_keys, self.hv = keys, hv
+            self.j.write("front", hypervolume=hv, points=[[a, m, k] for a, m, k in self.front_points()])
+
+    def _x(self, rec: Rec) -> list[float]:
+        return [float(v) for v in self.space.encode(rec.arch)] + [math.log1p(rec.flops / 1e6)]
+
+    # ------------------------------------------------------------------ stages
+    def propose(self) -> tuple[Rec, Any] | None:
+        """Ask the proposer for a new (unseen key) arch; ``None`` when exhausted."""
+        for _ in range(200):
+            got = self.proposer.ask(set(self.archive))
+            if got is None:
+                return None
+            handle, arch, params = got
+            arch = self.space.canonical(arch)
+            key = self.space.key(arch)
+            if key in self.archive:  # isomorphic duplicate: tell cached values, never re-evaluate
+                r = self.archive[key]
+                vals = (r.acc if r.acc is not None else r.acc_pred, r.ms if r.ms is not None else r.lat_pred_ms)
+                self.proposer.tell(handle, vals if None not in vals else None)
+                continue
+            self.n_proposed += 1
+            rec = Rec(arch, key, self.n_proposed)
+            self.archive[key] = rec
+            self.j.write("propose", key=key, arch=arch, n=rec.n, params=params)
+            return rec, handle
+        return None
+
+    def tell(self, handle: Any, rec: Rec, values: tuple[float | None, float | None] | None) -> None:
+        if values is not None and (values[0] is None or values[1] is None):
+            values = None
+        info = self.proposer.tell(handle, values)
+        if info is not None:
+            self.j.write("tell", key=rec.key, **info)
+
+    def do_plan(self, rec: Rec) -> bool:
+        try:
+            plan = self.ev.plan(rec.arch)
+        except Exception as e:  # noqa: BLE001 - failures are data
+            self.fail(rec, "export", e)
+            return False
+        rec.tasks, rec.flops = list(plan.tasks), plan.flops
+        self._learn_plan(plan)
+        self.j.write("plan", key=rec.key, seconds=plan.seconds, flops=plan.flops,
+                     tasks=[[t.workload, t.weight, t.op_kind, t.flops] for t in plan.tasks])
+        return True
+
+    def fail(self, rec: Rec, stage: str, e: BaseException | str) -> None:
+        msg = e if isinstance(e, str) else (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        rec.status = "failed"
+        self.j.write("fail", key=rec.key, stage=stage, error=msg)
+        if self.progress is not None:
+            self.progress.log(f"arch {rec.n} failed ({stage}): {msg}")
+
+    def do_accuracy(self, rec: Rec) -> bool:
+        try:
+            score, sec, fid = self.ev.accuracy(rec.arch)
+        except CosearchError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            self.fail(rec, "estimate", e)
+            return False
+        rec.acc = score
+        pred = self.apred.add(rec.arch, self._x(rec), score)
+        self.j.write("accuracy", key=rec.key, fidelity="full", value=score, seconds=sec, estimator_fidelity=fid,
+                     pred=pred)
+        return True
+
+    def predict_latency(self, rec: Rec, source: str | None = None) -> None:
+        s, missing = self.kernel_sum_ms(rec)
+        rec.lat_pred_ms = self.cal.apply(s)
+        self.j.write("latency_pred", key=rec.key, ms=rec.lat_pred_ms, source=source or ("db" if not missing else "model"),
+                     missing_tasks=missing, kernel_sum_ms=s, opt_ms=self.optimistic_ms(rec))
+
+    def tune(self, budgets: dict[str, int], *, reason: str, gain_pred_us: float | None = None) -> None:
+        budgets = {w: n for w, n in budgets.items() if n > 0}
+        if not budgets:
+            return
+        before = {w: self.state.get(w, TaskState(None, 0)) for w in budgets}
+        try:
+            res = self.ev.tune([self.task[w] for w in budgets], budgets)
+        except CosearchError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a crashed tuning call is data too
+            self.j.write("tune", workloads=list(budgets), trials=0, seconds=0.0, gain_pred_us=gain_pred_us,
+                         gain_us=None, error=str(e).splitlines()[0][:300] if str(e) else type(e).__name__)
+            return
+        gain = 0.0
+        known = False
+        for w, n in res.trials_per_task.items():
+            b = before[w]
+            trials = b.trials + n
+            best = res.best_us.get(w)
+            if best is not None and b.best_us is not None:
+                best = min(best, b.best_us)
+            self.state[w] = TaskState(best if best is not None else b.best_us, trials)
+            if best is not None:
+                self.tpred.add(self.task[w], trials, best)
+            if b.best_us is not None and best is not None:
+                known = True
+                gain += self.task[w].weight * (b.best_us - best)
+        self.trials += res.trials
+        self.j.write("tune", workloads=list(budgets), trials=res.trials, seconds=res.seconds, reason=reason,
+                     gain_pred_us=gain_pred_us, gain_us=gain if known else None,
+                     best_us={w: self.state[w].best_us for w in budgets})
+
+    def do_measure(self, rec: Rec, *, remeasure: bool = False) -> bool:
+        s, _ = self.kernel_sum_ms(rec)
+        pred = self.cal.apply(s)
+        try:
+            m = self.ev.measure(rec.arch)
+        except CosearchError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            self.j.write("measure", key=rec.key, ms=None, pred_ms=pred, ok=False, error=str(e)[:300], seconds=0.0)
+            self.fail(rec, "measure", e)
+            return False
+        self.j.write("measure", key=rec.key, ms=m.ms, pred_ms=pred, ok=m.ok, error=m.error, seconds=m.seconds,
+                     sum_ms=s, remeasure=remeasure)
+        if not m.ok:
+            if not remeasure:
+                self.fail(rec, m.stage, m.error or "measurement failed")
+            return False
+        rec.ms, rec.sum_at_measure, rec.status = m.ms, s, "evaluated"
+        self.cal.add(s, m.ms)
+        return True
+
+    def stop_arch(self, rec: Rec, reason: str, acc_opt: float, lat_opt: float) -> None:
+        rec.status = "stopped"
+        self.j.write("stop_arch", key=rec.key, reason=reason, acc_opt=acc_opt, lat_opt_ms=lat_opt,
+                     acc_pred=rec.acc_pred, lat_pred_ms=rec.lat_pred_ms)
+
+    def new_task_budgets(self, rec: Rec, per_task: int) -> dict[str, int]:
+        out = {}
+        for t in rec.tasks:
+            s = self.state.get(t.workload, TaskState(None, 0))
+            if s.best_us is None and s.trials < per_task:
+                out[t.workload] = min(per_task, self.cfg.trials_per_task) - s.trials
+        return out
+
+    # ------------------------------------------------------------------ joint
+    def run_joint(self) -> str:
+        cfg = self.cfg
+        since_refine = 0
+        while True:
+            if not self.budget_left():
+                return "budget"
+            if not self.archs_left():
+                return "max_archs"
+            got = self.propose()
+            if got is None:
+                return "exhausted"
+            rec, handle = got
+            self.evaluate_joint(rec, handle)
+            since_refine += 1
+            if since_refine >= 3 and self.budget_left():
+                self.refine()
+                since_refine = 0
+            self._update()
+
+    def evaluate_joint(self, rec: Rec, handle: Any) -> None:
+        if not self.do_plan(rec):
+            self.tell(handle, rec, None)
+            return
+        x = self._x(rec)
+        rec.acc_pred = self.apred.predict(x)
+        if rec.acc_pred is not None:
+            self.j.write("accuracy", key=rec.key, fidelity="predicted", value=rec.acc_pred, seconds=0.0)
+        acc_opt = self.apred.optimistic(x)
+        self.predict_latency(rec)
+        lat_opt = self.optimistic_ms(rec)
+        front = self.front_points()
+        if self.cfg.latency_max_ms is not None and lat_opt > self.cfg.latency_max_ms:
+            self.stop_arch(rec, "latency_max", acc_opt, lat_opt)
+            self.tell(handle, rec, (rec.acc_pred if rec.acc_pred is not None else self.obj.accuracy_ref, rec.lat_pred_ms))
+            return
+        if front and pareto.dominated((acc_opt, lat_opt), front):
+            self.stop_arch(rec, "predicted_dominated", acc_opt, lat_opt)
+            self.tell(handle, rec, (rec.acc_pred, rec.lat_pred_ms))
+            return
+        if not self.do_accuracy(rec):
+            self.tell(handle, rec, None)
+            return
+        front = self.front_points()
+        if front and pareto.dominated((rec.acc, lat_opt), front):
+            self.stop_arch(rec, "accuracy_dominated", rec.acc, lat_opt)
+            self.tell(handle, rec, (rec.acc, rec.lat_pred_ms))
+            return
+        self.tune(self.new_task_budgets(rec, self.cfg.tune_batch), reason="new_tasks")
+        if self.do_measure(rec):
+            self._refresh_front()
+            self.tell(handle, rec, (rec.acc, rec.ms))
+        else:
+            self.tell(handle, rec, None)
+
+    def refine(self) -> None:
+        """Tune further the tasks that move the front; re-measure front members that improved."""
+        cfg = self.cfg
+        front = self.front_points()
+        cands = []
+        for r in self.archive.values():
+            if r.status != "evaluated" or r.acc is None:
+                continue
+            lat_opt = self.optimistic_ms(r)
+            if r.key in self.front_keys or not pareto.dominated((r.acc, lat_opt), front):
+                cands.append(r)
+        if not cands:
+            return
+        use: dict[str, int] = {}
+        for r in cands:
+            for t in r.tasks:
+                use[t.workload] = use.get(t.workload, 0) + t.weight
+        total_us = sum(self.kernel_sum_ms(r)[0] for r in cands) * 1000.0
+        threshold = 0.01 * total_us
+        gains = {}
+        for w, u in use.items():
+            s = self.state.get(w, TaskState(None, 0))
+            if s.trials >= cfg.trials_per_task:
+                continue
+            t = self.task[w]
+            step = min(cfg.tune_batch, cfg.trials_per_task - s.trials)
+            cur = s.best_us if s.best_us is not None else self.tpred.predict(t, 0)
+            ratio = self.tpred.predict(t, s.trials + step) / max(self.tpred.predict(t, max(s.trials, 1)), 1e-9)
+            gains[w] = (max(0.0, cur * (1 - ratio)) * u, step)
+        chosen = sorted((w for w in gains if gains[w][0] >= threshold), key=lambda w: (-gains[w][0], w))[:4]
+        for w in gains:
+            if w not in chosen and w not in self.stopped_tasks:
+                self.stopped_tasks.add(w)
+                self.j.write("stop_task", workload=w, reason="gain_below_threshold", gain_pred_us=gains[w][0],
+                             threshold_us=threshold)
+        for w in chosen:
+            self.stopped_tasks.discard(w)
+        if chosen:
+            self.tune({w: gains[w][1] for w in chosen}, reason="refine",
+                      gain_pred_us=sum(gains[w][0] for w in chosen))
+            for k in list(self.front_keys):
+                r = self.archive[k]
+                s, _ = self.kernel_sum_ms(r)
+                if r.sum_at_measure and s < 0.97 * r.sum_at_measure and self.budget_left():
+                    self.do_measure(r, remeasure=True)
+            self._refresh_front()
+
+    # ------------------------------------------------------------------ sequential
+    def run_sequential(self) -> str:
+        cfg = self.cfg
+        phase1_end = None if cfg.budget_s is None else 0.5 * cfg.budget_s
+        reason = "max_archs"
+        if self.phase == 1:
+            while True:
+                if phase1_end is not None and self.now() >= phase1_end:
+                    reason = "budget"
+                    break
+                if not self.archs_left():
+                    break
+                got = self.propose()
+                if got is None:
+                    reason = "exhausted"
+                    break
+                rec, handle = got
+                if not self.do_plan(rec) or not self.do_accuracy(rec):
+                    self.tell(handle, rec, None)
+                    continue
+                if cfg.proxy == "flops":
+                    rec.proxy = rec.flops / 1e6
+                    self.j.write("latency_pred", key=rec.key, ms=None, proxy=rec.proxy, source="flops", missing_tasks=0)
+                    rec.status = "evaluated"
+                else:
+                    if not self.do_measure(rec):
+                        self.tell(handle, rec, None)
+                        continue
+                    rec.proxy = rec.ms
+                    self._refresh_front()
+                rec.status = "evaluated"
+                self.tell(handle, rec, (rec.acc, rec.proxy))
+                self._update(phase=1)
+            self.phase = 2
+            self.j.write("phase", phase=2, reason=reason)
+        # phase 2: tune the proxy front's tasks, then measure it
+        recs = [r for r in self.archive.values() if r.status == "evaluated" and r.acc is not None and r.proxy is not None]
+        chosen = [recs[i] for i in pareto.pareto_indices([(r.acc, r.proxy) for r in recs])]
+        for r in chosen:
+            if not r.tasks:
+                try:
+                    plan = self.ev.plan(r.arch)
+                    r.tasks = list(plan.tasks)
+                    self._learn_plan(plan)
+                except Exception as e:  # noqa: BLE001
+                    self.fail(r, "export", e)
+        chosen = [r for r in chosen if r.status == "evaluated"]
+        self.j.write("phase", phase=2, chosen=[r.key for r in chosen])
+        wl = []
+        for r in chosen:
+            for t in r.tasks:
+                if t.workload not in wl:
+                    wl.append(t.workload)
+        reserve = 0.0 if cfg.budget_s is None else 0.08 * cfg.budget_s
+        while True:
+            open_ = [w for w in wl if self.state.get(w, TaskState(None, 0)).trials < cfg.trials_per_task]
+            if not open_:
+                break
+            if cfg.budget_s is not None and self.now() >= cfg.budget_s - reserve:
+                reason = "budget"
+                break
+            step = {w: min(cfg.tune_batch, cfg.trials_per_task - self.state.get(w, TaskState(None, 0)).trials)
+                    for w in open_[:4]}
+            self.tune(step, reason="tune_front")
+            # keep the order fair: rotate
+            wl = [w for w in wl if w not in step] + [w for w in wl if w in step]
+            self._update(phase=2)
+        for r in chosen:
+            self.do_measure(r, remeasure=r.ms is not None)
+        self._refresh_front()
+        return reason
+
+    # ------------------------------------------------------------------ brute
+    def brute_subset(self) -> list[str]:
+        n = self.cfg.subset or self.cfg.max_archs or 20
+        rng = np.random.default_rng([self.cfg.seed, 11])
+        out, keys = [], set()
+        if self.pool is not None:
+            order = rng.permutation(len(self.pool))
+            cand = (self.pool[int(i)] for i in order)
+        else:
+            cand = (self.space.sample(rng) for _ in range(100 * n))
+        for a in cand:
+            k = self.space.key(a)
+            if k not in keys:
+                keys.add(k)
+                out.append(self.space.canonical(a))
+            if len(out) >= n:
+                break
+        return out
+
+    def run_brute(self) -> str:
+        cfg = self.cfg
+        for arch in self.brute_subset():
+            key = self.space.key(arch)
+            if key in self.archive:
+                continue
+            if not self.budget_left():
+                return "budget"
+            if not self.archs_left():
+                return "max_archs"
+            self.n_proposed += 1
+            rec = Rec(arch, key, self.n_proposed)
+            self.archive[key] = rec
+            self.j.write("propose", key=key, arch=arch, n=rec.n, params={})
+            if not self.do_plan(rec) or not self.do_accuracy(rec):
+                continue
+            full = {t.workload: cfg.trials_per_task - self.state.get(t.workload, TaskState(None, 0)).trials
+                    for t in rec.tasks}
+            self.tune(full, reason="full_budget")
+            if self.do_measure(rec):
+                self._refresh_front()
+            self._update()
+        return "exhausted"
+
+    # ------------------------------------------------------------------ run / resume / finalise
+    def run(self) -> dict[str, Any]:
+        reason = {"joint": self.run_joint, "sequential": self.run_sequential, "brute": self.run_brute}[self.cfg.strategy]()
+        self.j.write("done", reason=reason, wall_s=self.now())
+        self._update()
+        return self.finalize()
+
+    def replay(self, events: list[dict[str, Any]]) -> float:
+        """Rebuild the archive, predictors' calibration and the proposer from a journal."""
+        told = []
+        last_t = 0.0
+        for ev in events:
+            last_t = max(last_t, float(ev.get("t") or 0.0))
+            e, key = ev.get("event"), ev.get("key")
+            r = self.archive.get(key) if key is not None else None
+            if e == "propose":
+                self.archive[key] = Rec(ev["arch"], key, int(ev["n"]))
+                self.n_proposed = max(self.n_proposed, int(ev["n"]))
+            elif r is None and e not in ("tune", "tell", "phase", "front", "start", "done", "stop_task"):
+                continue
+            elif e == "plan":
+                r.tasks = [Task(w, int(wt), op, float(fl)) for w, wt, op, fl in ev["tasks"]]
+                r.flops = float(ev["flops"])
+                for t in r.tasks:
+                    self.task.setdefault(t.workload, t)
+            elif e == "accuracy":
+                if ev.get("fidelity") == "full":
+                    r.acc = float(ev["value"])
+                elif ev.get("fidelity") == "predicted":
+                    r.acc_pred = float(ev["value"])
+            elif e == "latency_pred":
+                r.lat_pred_ms = ev.get("ms")
+                if ev.get("proxy") is not None:
+                    r.proxy = float(ev["proxy"])
+                    r.status = "evaluated"
+            elif e == "measure":
+                if ev.get("ok"):
+                    r.ms, r.sum_at_measure, r.status = float(ev["ms"]), ev.get("sum_ms"), "evaluated"
+                    if self.cfg.strategy == "sequential" and self.phase == 1:
+                        r.proxy = r.ms
+                    if ev.get("sum_ms"):
+                        self.cal.add(float(ev["sum_ms"]), float(ev["ms"]))
+            elif e == "stop_arch":
+                r.status = "stopped"
+            elif e == "fail":
+                r.status = "failed"
+            elif e == "tune":
+                self.trials += int(ev.get("trials") or 0)
+            elif e == "tell":
+                told.append(ev)
+            elif e == "phase":
+                self.phase = int(ev.get("phase", 1))
+            elif e == "stop_task":
+                self.stopped_tasks.add(ev["workload"])
+            elif e == "done":
+                self.done = True
+        # proposals that never completed are forgotten (they may be proposed again)
+        for k in [k for k, r in self.archive.items() if r.status == "pending"]:
+            del self.archive[k]
+        # task states come from the database (it holds all completed tuning)
+        for r in self.archive.values():
+            if r.tasks:
+                self.state.update(self.ev.task_states(Plan(r.arch, r.tasks)))
+        if self.state and hasattr(self.ev, "task_states_need_plan"):
+            pass
+        self.proposer.replay(told)
+        recs = [r for r in self.archive.values() if r.status == "evaluated" and r.acc is not None and r.ms is not None]
+        pts = [(r.acc, r.ms) for r in recs]
+        self.front_keys = [recs[i].key for i in pareto.pareto_indices(pts)]
+        self.hv = pareto.hypervolume(pts, self.obj)
+        return last_t
+
+    def finalize(self) -> dict[str, Any]:
+        """Re-measure the front with the full measurement, export artifacts, write result.json."""
+        from cosearch.compile.measure import MeasureConfig  # noqa: F401 - documents what final means
+
+        pdir = self.out / "pareto"
+        tmp_root = Path(tempfile.mkdtemp(prefix=".pareto-", dir=self.out))
+        items = []
+        for k in self.front_keys:
+            r = self.archive[k]
+            m = self.ev.measure(r.arch, final=True)
+            self.j.write("measure", key=k, ms=m.ms, pred_ms=r.ms, ok=m.ok, error=m.error, seconds=m.seconds,
+                         final=True)
+            if not m.ok:
+                self.j.write("fail", key=k, stage=m.stage, error=m.error or "final measurement failed")
+                continue
+            r.final_ms = m.ms
+            i = len(items)
+            try:
+                self.ev.export(r.arch, tmp_root / str(i), config={"search": self.cfg.to_dict(), "arch": r.arch,
+                                                                     "space": self.space.config(),
+                                                                     "accuracy": r.acc})
+            except Exception as e:  # noqa: BLE001
+                self.j.write("fail", key=k, stage="export", error=str(e).splitlines()[0][:300] if str(e) else "export")
+                continue
+            items.append(r)
+        if pdir.exists():
+            shutil.rmtree(pdir)
+        os.replace(tmp_root, pdir)
+        # the final front, on the final (full) measurements
+        pts = [(r.acc, r.final_ms) for r in items]
+        idx = pareto.pareto_indices(pts)
+        pareto_list = []
+        for j_, i in enumerate(idx):
+            r = items[i]
+            if i != j_:
+                os.replace(pdir / str(i), pdir / f"{j_}.tmp")
+            pareto_list.append(r)
+        for j_ in range(len(idx)):
+            if (pdir / f"{j_}.tmp").exists():
+                if (pdir / str(j_)).exists():
+                    shutil.rmtree(pdir / str(j_))
+                os.replace(pdir / f"{j_}.tmp", pdir / str(j_))
+        for extra in range(len(idx), len(items)):
+            if (pdir / str(extra)).exists():
+                shutil.rmtree(pdir / str(extra))
+        hv = pareto.hypervolume([(r.acc, r.final_ms) for r in pareto_list], self.obj)
+        c = self.counts()
+        wall = self.now()
+        result = {
+            "version": RESULT_VERSION,
+            "strategy": self.cfg.strategy,
+            "pareto": [{"arch": r.arch, "key": r.key, "accuracy": r.acc, "latency_ms": r.final_ms,
+                        "latency_search_ms": r.ms, "latency_pred_ms": r.lat_pred_ms,
+                        "artifact": f"pareto/{i}"} for i, r in enumerate(pareto_list)],
+            "hypervolume": hv,
+            "hypervolume_search": self.hv,
+            "objectives": self.obj.to_dict(),
+            "proposed": self.n_proposed,
+            "evaluated": c["evaluated"],
+            "stopped_early": c["stopped"],
+            "failed": c["failed"],
+            "trials": self.trials,
+            "wall_s": wall,
+            "latency_calibration": self.cal.summary(),
+            "predictors": {"accuracy": self.apred.summary(),
+                           "task_latency": {"samples": len(self.tpred.y), "warm_samples": self.tpred.warm,
+                                            "online_log_rmse": self.tpred.err_std()}},
+        }
+        _atomic_json(self.out / "result.json", result)
+        self.j.write("result", hypervolume=hv, pareto=len(pareto_list))
+        self.j.close()
+        return result

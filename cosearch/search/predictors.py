@@ -1,0 +1,262 @@
+"""Online predictors that early-stop both searches (XGBoost), and the latency calibration.
+
+- ``TaskLatencyPredictor``: tuned µs of a task after ``n`` trials, from cheap task
+  features (op kind, log FLOPs, log output size, log trials). Trained on every tuning
+  outcome of the run (and of earlier runs on the same schedule database).
+- ``AccuracyPredictor``: the full estimator's score from cheap signals (the space's
+  encoding and the plan's FLOPs), trained on every full score of the run (and earlier).
+- ``Calibration``: end-to-end ms = a * (weighted kernel sum ms) + b, least squares over
+  the run's own measurements (TVM-NOTES: the sum is ~0.5x end-to-end on NB201 and
+  2x off on SqueezeNet; ranking is good, absolute values are not).
+
+Each predictor logs its *online* error: a prediction is made before the truth is
+added, so the error is out-of-sample. Optimistic bounds (used to stop) widen with
+that error; before a predictor is trained its optimistic bound never stops anything.
+
+Persistence (warm start of the next search): training samples, not models, are
+kept as append-only JSON lines under ``<schedules dir>/search-predictors/``
+(version 1, one sample per line, torn lines skipped):
+``task_latency.jsonl`` (``{"v":1,"x":[...],"trials":n,"us":best}``) - the schedule
+database is per target, and so are kernel latencies; ``accuracy-<space>-<hash>.jsonl``
+(``{"v":1,"arch","x":[...],"score"}``), hash of the space and estimator configs.
+Samples rather than pickled models: inspectable, mergeable across concurrent runs
+(one ``O_APPEND`` write per line), and XGBoost refits on a few thousand rows in
+milliseconds. Models are refitted every few new samples, with a fixed seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from cosearch.search.evaluator import Task
+
+OP_KINDS = ("conv2d", "depthwise_conv2d", "dense", "pool", "reduce", "elementwise", "other")
+MIN_SAMPLES = 10
+PRED_DIR = "search-predictors"
+
+
+def _append_lines(path: Path | None, rows: Sequence[dict[str, Any]]) -> None:
+    if path is None or not rows:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_lines(path: Path | None) -> list[dict[str, Any]]:
+    if path is None or not path.exists():
+        return []
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(r, dict) and r.get("v") == 1:
+            out.append(r)
+    return out
+
+
+def _xgb(seed: int):
+    from xgboost import XGBRegressor
+
+    return XGBRegressor(n_estimators=80, max_depth=4, learning_rate=0.15, subsample=1.0,
+                        random_state=int(seed), n_jobs=1, verbosity=0)
+
+
+class _Online:
+    """Shared fit/refit/online-error logic."""
+
+    refit_every = 5
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed)
+        self.X: list[list[float]] = []
+        self.y: list[float] = []
+        self.model = None
+        self._fitted_n = 0
+        self.errors: list[float] = []  # online residuals (prediction made before the truth was known)
+
+    @property
+    def trained(self) -> bool:
+        return self.model is not None
+
+    def _maybe_fit(self) -> None:
+        n = len(self.y)
+        if n >= MIN_SAMPLES and (self.model is None or n - self._fitted_n >= self.refit_every):
+            m = _xgb(self.seed)
+            m.fit(np.asarray(self.X, dtype=float), np.asarray(self.y, dtype=float))
+            self.model, self._fitted_n = m, n
+
+    def _raw(self, x: Sequence[float]) -> float | None:
+        if self.model is None:
+            return None
+        return float(self.model.predict(np.asarray([x], dtype=float))[0])
+
+    def err_std(self) -> float | None:
+        e = self.errors[-50:]
+        if len(e) < 3:
+            return None
+        return float(math.sqrt(sum(v * v for v in e) / len(e)))
+
+
+class TaskLatencyPredictor(_Online):
+    """log(tuned µs) of a task from (op kind, log FLOPs, log size, log1p trials)."""
+
+    def __init__(self, seed: int = 0, store: Path | None = None) -> None:
+        super().__init__(seed)
+        self.store = store
+        for r in _read_lines(store):
+            try:
+                self.X.append([float(v) for v in r["x"]])
+                self.y.append(math.log(float(r["us"])))
+            except (KeyError, TypeError, ValueError):
+                continue
+        self.warm = len(self.y)
+        self._maybe_fit()
+
+    @staticmethod
+    def features(t: Task, trials: int) -> list[float]:
+        onehot = [1.0 if t.op_kind == k else 0.0 for k in OP_KINDS]
+        size = float(np.prod(t.shapes[-1])) if t.shapes else 0.0
+        return onehot + [math.log1p(max(t.flops, 0.0)), math.log1p(size), math.log1p(max(trials, 0))]
+
+    @staticmethod
+    def heuristic_us(t: Task, trials: int) -> float:
+        """Before training: ~1 GFLOP/s untuned, ~4x faster when tuned (TVM-NOTES orders of magnitude)."""
+        base = t.flops / 1e3 + 1.0
+        return base if trials <= 0 else base * (0.25 + 0.75 * math.exp(-trials / 32))
+
+    def predict(self, t: Task, trials: int) -> float:
+        raw = self._raw(self.features(t, trials))
+        return math.exp(raw) if raw is not None else self.heuristic_us(t, trials)
+
+    def optimistic(self, t: Task, trials: int) -> float:
+        """A low bound of the tuned µs; 0 while untrained (never stops anything)."""
+        s = self.err_std()
+        if not self.trained or s is None:
+            return 0.0
+        return self.predict(t, trials) * math.exp(-2.0 * s - 0.05)
+
+    def add(self, t: Task, trials: int, best_us: float | None) -> float | None:
+        """Record a tuning outcome; returns the online relative error (or None)."""
+        if best_us is None or not (best_us > 0) or not math.isfinite(best_us):
+            return None
+        x = self.features(t, trials)
+        raw = self._raw(x)
+        err = None
+        if raw is not None:
+            self.errors.append(math.log(best_us) - raw)
+            err = math.exp(raw) / best_us - 1
+        self.X.append(x)
+        self.y.append(math.log(best_us))
+        _append_lines(self.store, [{"v": 1, "x": x, "trials": int(trials), "us": best_us, "workload": t.workload}])
+        self._maybe_fit()
+        return err
+
+
+class AccuracyPredictor(_Online):
+    """The full estimator's score from (space encoding, log FLOPs)."""
+
+    def __init__(self, seed: int = 0, store: Path | None = None) -> None:
+        super().__init__(seed)
+        self.store = store
+        self.pairs: list[tuple[float, float]] = []  # (online prediction, truth)
+        for r in _read_lines(store):
+            try:
+                self.X.append([float(v) for v in r["x"]])
+                self.y.append(float(r["score"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+        self.warm = len(self.y)
+        self._maybe_fit()
+
+    def predict(self, x: Sequence[float]) -> float | None:
+        return self._raw(x)
+
+    def optimistic(self, x: Sequence[float]) -> float:
+        """A high bound of the score; +inf while untrained."""
+        p, s = self._raw(x), self.err_std()
+        if p is None or s is None:
+            return math.inf
+        return p + 2.5 * s
+
+    def add(self, arch: str, x: Sequence[float], score: float) -> float | None:
+        p = self._raw(x)
+        if p is not None:
+            self.errors.append(score - p)
+            self.pairs.append((p, score))
+        self.X.append([float(v) for v in x])
+        self.y.append(float(score))
+        _append_lines(self.store, [{"v": 1, "arch": arch, "x": [float(v) for v in x], "score": float(score)}])
+        self._maybe_fit()
+        return p
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"samples": len(self.y), "warm_samples": self.warm, "online_n": len(self.pairs)}
+        if len(self.pairs) >= 3:
+            from scipy.stats import kendalltau, spearmanr
+
+            p, t = zip(*self.pairs)
+            out["rmse"] = float(math.sqrt(sum((a - b) ** 2 for a, b in self.pairs) / len(self.pairs)))
+            out["kendall_tau"] = float(kendalltau(p, t).statistic)
+            out["spearman"] = float(spearmanr(p, t).statistic)
+        return out
+
+
+def accuracy_store(schedules_dir: Path, space_cfg: dict, estimator_cfg: dict) -> Path:
+    h = hashlib.sha256(json.dumps([space_cfg, estimator_cfg], sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return Path(schedules_dir) / PRED_DIR / f"accuracy-{space_cfg.get('space', 'space')}-{h}.jsonl"
+
+
+def task_store(schedules_dir: Path) -> Path:
+    return Path(schedules_dir) / PRED_DIR / "task_latency.jsonl"
+
+
+class Calibration:
+    """end-to-end ms = a * kernel-sum ms + b, fitted on the run's measurements."""
+
+    def __init__(self) -> None:
+        self.pairs: list[tuple[float, float]] = []  # (kernel sum ms, measured ms)
+        self.online: list[float] = []  # relative errors of predictions made before the measurement
+        self.a, self.b = 1.0, 0.0
+
+    def apply(self, sum_ms: float) -> float:
+        return max(self.a * sum_ms + self.b, 1e-6)
+
+    def add(self, sum_ms: float, measured_ms: float) -> None:
+        if not (sum_ms > 0 and measured_ms > 0):
+            return
+        if self.pairs:
+            self.online.append(self.apply(sum_ms) / measured_ms - 1)
+        self.pairs.append((sum_ms, measured_ms))
+        s = np.asarray([p[0] for p in self.pairs])
+        m = np.asarray([p[1] for p in self.pairs])
+        a = float(np.median(m / s))
+        b = 0.0
+        if len(self.pairs) >= 4 and np.ptp(s) > 0:
+            a1, b1 = np.polyfit(s, m, 1)
+            if a1 > 0:
+                a, b = float(a1), float(b1)
+        self.a, self.b = a, b
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": "ms = a * kernel_sum_ms + b", "a": self.a, "b": self.b, "n": len(self.pairs)}
+        if self.pairs:
+            errs = [abs(self.apply(s) / m - 1) for s, m in self.pairs]
+            out["mape_fit"] = float(np.mean(errs))
+        if self.online:
+            out["mape_online"] = float(np.mean(np.abs(self.online)))
+        return out
