@@ -191,6 +191,39 @@ def import_arch(space, arch: str, *, seed: int | None = 0) -> "ImportedModel":
     return from_torch(module, (example,))
 
 
+def model_kind(text: str) -> str:
+    """'onnx' or 'space' for a MODEL argument; a missing .onnx file is an error here (before any work)."""
+    p = Path(text)
+    if text.lower().endswith(".onnx") or p.exists():
+        if not p.exists():
+            raise CosearchError(f"model file {text!r} does not exist; MODEL is an .onnx file or SPACE:ARCH")
+        if not p.is_file():
+            raise CosearchError(f"model {text!r} is a directory; MODEL is an .onnx file or SPACE:ARCH")
+        try:
+            with open(p, "rb") as f:
+                f.read(1)
+        except OSError as e:
+            raise CosearchError(f"model file {text!r} cannot be read: {e.strerror or e}") from None
+        return "onnx"
+    if ":" in text:
+        return "space"
+    raise CosearchError(f"MODEL {text!r} is neither an existing .onnx file nor SPACE:ARCH")
+
+
+def load_model(text: str, *, seed: int | None = 0) -> tuple["ImportedModel", dict[str, Any]]:
+    """MODEL (an .onnx path or SPACE:ARCH) -> (ImportedModel, description for the run config)."""
+    from cosearch.compile.frontend import from_onnx
+
+    if model_kind(text) == "onnx":
+        return from_onnx(text), {"kind": "onnx", "path": str(Path(text).resolve())}
+    from cosearch.space import parse_model_spec
+
+    space, arch = parse_model_spec(text)
+    shape = tuple(space.input_shape(arch))
+    return import_arch(space, arch, seed=seed), {"kind": "space", "spec": text, "space": space.config(), "arch": arch,
+                                                 "input_shape": list(shape)}
+
+
 # --------------------------------------------------------------------------- status / predict
 @dataclass(frozen=True)
 class TaskStatus:
@@ -303,14 +336,19 @@ def quiet_native_logs(log_file: Path | None) -> Iterator[Any]:
     except (AttributeError, OSError, ValueError):  # captured stderr without a file descriptor
         yield sys.stderr
         return
+    import warnings
+
     sys.stderr.flush()
     saved = os.dup(fd)
     target = os.open(str(log_file) if log_file is not None else os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     console = os.fdopen(os.dup(saved), "w", buffering=1)
+    old_showwarning = warnings.showwarning
     try:
         os.dup2(target, fd)
+        logging.captureWarnings(False)
         yield console
     finally:
+        warnings.showwarning = old_showwarning
         sys.stderr.flush()
         os.dup2(saved, fd)
         os.close(saved)
@@ -344,7 +382,7 @@ def allocate(tasks: Sequence[PlannedTask], st: dict[str, TaskStatus], trials: in
         left -= give
 
     def score(w: str) -> float:
-        us = st[w].best_us if st[w].best_us is not None else guess * 4
+        us = st[w].best_us if st[w].best_us is not None else guess
         spent = st[w].trials_spent + budgets.get(w, 0)
         return weight[w] * us / math.sqrt(1 + spent)
 
@@ -378,6 +416,7 @@ class TuneOutcome:
     batch: int | None = None
     records_written: int = 0
     run: str = ""
+    persist_seconds: float = 0.0  # time spent appending records + history after batches
 
 
 def _record_from(cand, run_res, workload, target):
@@ -405,16 +444,26 @@ class _Persist:
         self.done: set[int] = set()
         self.target = None
         self.workloads: list[Any] = []
+        self.seconds = 0.0
 
     def on_batch(self, i: int, results, progress: TaskProgress) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._on_batch(i, results, progress)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def _on_batch(self, i: int, results, progress: TaskProgress) -> None:
         from cosearch.compile import database as dbmod
 
         records, batch_best = [], math.inf
+        valid = []
         for _, cand, rr in self.pending:
             secs = dbmod._valid_secs(rr.run_secs) if rr.error_msg is None else None
-            if secs is None:
-                continue
-            mean = sum(secs) / len(secs)
+            if secs is not None:
+                valid.append((sum(secs) / len(secs), cand, rr))
+        valid.sort(key=lambda x: x[0])  # fastest first: at most `keep` new records per task and batch
+        for mean, cand, rr in valid:
             batch_best = min(batch_best, mean * 1e6)
             kept = self.kept[i]
             if self.keep is not None and len(kept) >= self.keep and mean >= sorted(kept)[self.keep - 1]:
@@ -539,6 +588,7 @@ def tune_tasks(
 
     new_count = sum(1 for w in uniq if not st[w].in_db)
     batch = config.batch_for(max(1, new_count)) if new_count else min(config.trials_per_iter, config.trials_per_task or 10**9)
+    batch = max(1, min(batch, trials))
     if budgets is None:
         budgets = allocate(list(uniq.values()), st, trials, batch, config.trials_per_task)
     chosen = [w for w in uniq if budgets.get(w, 0) > 0]
@@ -638,6 +688,7 @@ def tune_tasks(
         outcome.tasks[w] = TaskOutcome(t.name, p.trials, p.errors, best, stats.stopped[i])
     outcome.trials_run = persist.trials_run
     outcome.records_written = persist.records_written
+    outcome.persist_seconds = persist.seconds
     outcome.batch = batch
     outcome.seconds = time.perf_counter() - t_start
     return outcome
