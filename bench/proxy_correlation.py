@@ -16,6 +16,21 @@ signals, fit on a seeded half, tau/rho reported on the other half only).
 
 Writes the JSON (partial results every ``--save-every`` archs, atomically) and
 ``<out>.config.json``; prints a table at the end.
+
+``--mbv2 N`` (section for the ``mbv2`` space, which has no accuracy table): N
+architectures sampled with ``numpy.random.default_rng(--seed)``; every
+estimator's signals and seconds (wall and process CPU); the agreement (Kendall
+tau / Spearman rho, directions applied so positive = agree on "better") of every
+signal with every other and with FLOPs, of the TE-NAS rank combination and of
+``zc-all``'s rank fallback (the unlearned equal-weight rank sum it uses off
+NAS-Bench-201). Writes ``bench/results/proxy_correlation_mbv2.json`` (never the
+NB201 file) and prints a table. ``--shard K/N`` / ``--merge PARTS --mbv2 N``
+work as for the main run. Kendall tau against trained accuracy is added once
+short training exists.
+
+    OMP_NUM_THREADS=1 python bench/proxy_correlation.py --mbv2 30 --shard 0/2 &
+    OMP_NUM_THREADS=1 python bench/proxy_correlation.py --mbv2 30 --shard 1/2; wait
+    python bench/proxy_correlation.py --mbv2 30 --merge bench/results/proxy_correlation_mbv2.part*of2.json
 """
 
 from __future__ import annotations
@@ -35,6 +50,7 @@ from scipy import stats
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "nb201_subset725.csv")
 DEFAULT_OUT = os.path.join(ROOT, "bench", "results", "proxy_correlation.json")
+DEFAULT_OUT_MBV2 = os.path.join(ROOT, "bench", "results", "proxy_correlation_mbv2.json")
 CITATION = ("NAS-Bench-201 architectures, 200-epoch validation accuracy and zero-cost proxy scores "
             "from NASLib (automl/NASLib, naslib/data/zc_nasbench201.json, Apache-2.0)")
 
@@ -409,6 +425,124 @@ def run_ablation(args) -> int:
     return 0
 
 
+# -- mbv2 section (no accuracy: agreement between signals and with FLOPs) ------------------------
+#: zc-all's learned features: the signals its rank fallback ranks off NAS-Bench-201
+ZC_ALL_FEATURES = ["meco", "ntk_cond", "linear_regions", "naswot", "synflow", "flops"]
+
+
+def analyse_mbv2(records: list[dict]) -> dict:
+    sig = {n: np.array([r["signals"][n] for r in records], float) for n in SIGNALS
+           if records and all(n in r["signals"] for r in records)}
+    directed = {n: SIGNALS[n] * v for n, v in sig.items()}
+    combos = {}
+    if "ntk_cond" in sig and "linear_regions" in sig:
+        combos["tenas (rank)"] = stats.rankdata(-sig["ntk_cond"]) + stats.rankdata(sig["linear_regions"])
+        from cosearch.estimate.tenas import space_defaults
+
+        a, b = space_defaults("mbv2")["formula"]
+        lc, lr = np.log(np.maximum(sig["ntk_cond"], 1.0)), np.log(np.maximum(sig["linear_regions"], 1.0))
+        combos["tenas (formula, single-arch)"] = -a * lc + b * lr
+    feats = [f for f in ZC_ALL_FEATURES if f in directed]
+    if feats:
+        combos["zc-all rank fallback"] = sum(stats.rankdata(directed[f]) for f in feats)
+    cols = {**directed, **combos}
+    names = list(cols)
+    pair = {a: {b: corr(cols[a], cols[b])["tau"] for b in names} for a in names}
+    vs_flops = {n: corr(v, sig["flops"]) for n, v in cols.items() if n != "flops"} if "flops" in sig else {}
+    secs = {}
+    for n in (records[0]["seconds"] if records else {}):
+        w = np.array([r["seconds"][n] for r in records])
+        c = np.array([r["cpu"][n] for r in records])
+        secs[n] = {"wall_mean": round(float(w.mean()), 3), "wall_median": round(float(np.median(w)), 3),
+                   "wall_max": round(float(w.max()), 3), "cpu_mean": round(float(c.mean()), 3)}
+    if secs and all(f in secs for f in ("meco", "tenas", "naswot", "synflow", "flops")):
+        secs["zc-all (sum of its components)"] = {
+            "wall_mean": round(sum(secs[f]["wall_mean"] for f in ("meco", "tenas", "naswot", "synflow", "flops")), 3)}
+    flags = {f: int(sum(r["signals"].get(f, 0.0) for r in records))
+             for f in ("ntk_singular", "naswot_singular", "synflow_degenerate")}
+    ranges = {n: {"min": float(v.min()), "median": float(np.median(v)), "max": float(v.max())} for n, v in sig.items()}
+    consts = {}
+    if "ntk_cond" in sig and "linear_regions" in sig:  # how tenas.SPACE_DEFAULTS["mbv2"]["formula"] is made
+        consts = {"A=1/std(log ntk_cond)": round(float(1 / lc.std()), 4) if lc.std() > 0 else None,
+                  "B=1/std(log linear_regions)": round(float(1 / lr.std()), 4) if lr.std() > 0 else None}
+    return {"n": len(records), "formula_constants_measured": consts,
+            "directions": {n: SIGNALS[n] for n in sig}, "tau_between": pair,
+            "vs_flops": vs_flops, "seconds_per_arch": secs, "degenerate_counts": flags, "ranges": ranges,
+            "fidelities": sorted({f for r in records for f in r.get("fidelity", {}).values()})}
+
+
+def print_mbv2(res: dict) -> None:
+    summ = res["summary"]
+    print(f"\nmbv2: N = {summ['n']} sampled architectures (seed {res['config']['seed']}), no accuracy yet")
+    print(f"{'signal (direction applied)':34s} {'tau vs flops':>12s} {'rho vs flops':>12s} {'range (min / median / max)':>34s}")
+    for n, v in summ["vs_flops"].items():
+        r = summ["ranges"].get(n)
+        rng = f"{r['min']:.4g} / {r['median']:.4g} / {r['max']:.4g}" if r else ""
+        print(f"{n:34s} {v['tau']!s:>12s} {v['rho']!s:>12s} {rng:>34s}")
+    names = list(summ["tau_between"])
+    short = {n: n.replace(" ", "")[:8] for n in names}
+    print("\nKendall tau between signals:")
+    print(" " * 30 + " ".join(f"{short[n]:>8s}" for n in names))
+    for a in names:
+        print(f"{a:30s}" + " ".join(f"{summ['tau_between'][a][b] if summ['tau_between'][a][b] is not None else '-':>8}"
+                                    for b in names))
+    print("\nseconds per arch (wall mean / median / max, cpu mean):")
+    for n, v in summ["seconds_per_arch"].items():
+        print(f"  {n:32s} " + " / ".join(str(v[k]) for k in ("wall_mean", "wall_median", "wall_max", "cpu_mean") if k in v))
+    print("degenerate:", summ["degenerate_counts"], " fidelities:", summ["fidelities"])
+
+
+def run_mbv2(args) -> int:
+    import torch
+
+    from cosearch.estimate import create_estimator
+    from cosearch.space import create_space
+
+    if args.mbv2 <= 0:
+        sys.exit(f"proxy_correlation: --mbv2 must be positive, got {args.mbv2}")
+    space = create_space("mbv2")
+    rng = np.random.default_rng(args.seed)
+    archs = [space.sample(rng) for _ in range(args.mbv2)]
+    names = [n.strip() for n in args.estimators.split(",") if n.strip()]
+    ests = {n: create_estimator(n, seed=args.seed) for n in names}
+    k, n_shards = args.shard
+    base, _ = os.path.splitext(args.out)
+    config = {"space": space.config(), "sample": f"{args.mbv2} x space.sample(numpy.random.default_rng({args.seed}))",
+              "seed": args.seed, "estimators": {n: e.config() for n, e in ests.items()},
+              "applied": {n: e.applied(space, []) for n, e in ests.items()},
+              "torch_threads": torch.get_num_threads(), "shards": n_shards, "cpu_count": os.cpu_count(),
+              "machine": platform.processor() or platform.machine(), "python": platform.python_version(),
+              "torch": torch.__version__,
+              "note": "random standard-normal inputs; shared 2-core machine (other jobs running), timings noisy"}
+    write_json(base + ".config.json", config)
+    out = args.out if n_shards == 1 else f"{base}.part{k}of{n_shards}.json"
+    mine = list(range(len(archs)))[k::n_shards]
+    records: list[dict] = []
+    t_start = time.perf_counter()
+    for i, idx in enumerate(mine):
+        rec = {"row": idx, "arch": archs[idx], "signals": {}, "seconds": {}, "cpu": {}, "fidelity": {}}
+        for n, e in ests.items():
+            c0 = time.process_time()
+            est = e.estimate(space, archs[idx])
+            rec["signals"].update(est.signals)
+            rec["seconds"][n] = round(est.seconds, 4)
+            rec["cpu"][n] = round(time.process_time() - c0, 4)
+            rec["fidelity"][n] = est.fidelity
+        records.append(rec)
+        done = i + 1
+        if done % 5 == 0 or done == len(mine):
+            result = {"config": config, "complete": done == len(mine),
+                      "elapsed_seconds": round(time.perf_counter() - t_start, 1),
+                      "summary": analyse_mbv2(records), "records": records}
+            write_json(out, result)
+            print(f"[{done}/{len(mine)}] {time.perf_counter() - t_start:.0f} s", flush=True)
+    if n_shards > 1:
+        print(f"shard {k}/{n_shards} done: merge with --mbv2 {args.mbv2} --merge {base}.part*of{n_shards}.json")
+        return 0
+    print_mbv2(result)
+    return 0
+
+
 def merge_parts(paths: list[str], out: str, kind: str, seed: int) -> dict:
     """Combine the records of shard files into one result (summary recomputed)."""
     parts = [json.load(open(p)) for p in paths]
@@ -421,7 +555,7 @@ def merge_parts(paths: list[str], out: str, kind: str, seed: int) -> dict:
         else:
             by_key[key] = r
     records = [by_key[k] for k in sorted(by_key, key=lambda x: (isinstance(x, str), x))]
-    summary = analyse_ablation(records) if kind == "ablation" else analyse(records, seed)
+    summary = {"ablation": analyse_ablation, "mbv2": analyse_mbv2}.get(kind, lambda r: analyse(r, seed))(records)
     res = {"config": parts[0]["config"], "merged_from": [os.path.basename(p) for p in paths],
            "complete": all(p["complete"] for p in parts),
            "elapsed_seconds": max(p["elapsed_seconds"] for p in parts), "summary": summary, "records": records}
@@ -456,17 +590,26 @@ def main(argv=None) -> int:
     p.add_argument("--merge", nargs="+", metavar="PART", help="merge shard files into --out and exit")
     p.add_argument("--ablation", type=int, default=None, metavar="N",
                    help="run the settings ablation on N archs of the fit half instead (--out proxy_ablation.json)")
+    p.add_argument("--mbv2", type=int, default=None, metavar="N",
+                   help="mbv2 section: signals' agreement with each other and FLOPs on N sampled archs "
+                        "(--out proxy_correlation_mbv2.json)")
     args = p.parse_args(argv)
+    if args.mbv2 is not None and args.out == DEFAULT_OUT:
+        args.out = DEFAULT_OUT_MBV2
     if args.export_xgb:
         set_name, _, path = args.export_xgb.partition(":")
         prov = export_xgb(args.out, set_name, path)
         print(f"wrote {path}: held-out tau {prov['held_out_half_B']['tau']}")
         return 0
     if args.merge:
-        kind = "ablation" if args.ablation is not None else "main"
+        kind = "ablation" if args.ablation is not None else "mbv2" if args.mbv2 is not None else "main"
         res = merge_parts(args.merge, args.out, kind, args.seed)
         print(f"merged {len(res['records'])} records into {args.out}")
+        if kind == "mbv2":
+            print_mbv2(res)
         return 0
+    if args.mbv2 is not None:
+        return run_mbv2(args)
     if args.ablation is not None:
         if args.out == DEFAULT_OUT:
             args.out = os.path.join(ROOT, "bench", "results", "proxy_ablation.json")

@@ -48,3 +48,17 @@ def test_inner_cv_uses_only_the_given_rows(pc):
     acc2 = acc.copy()
     acc2[40:] = -acc2[40:]
     assert cv1 == pc.inner_cv("linear", X, acc2, fit, 0) and cv1 > 0.5
+
+
+def test_mbv2_section_agreement_applies_directions(pc):
+    # flops increases with i; ntk_cond decreases (lower is better) -> both "agree" with flops
+    recs = [{"arch": f"a{i}", "signals": {"flops": float(i), "ntk_cond": 100.0 - i, "linear_regions": float(i % 3),
+                                          "meco": float(-i), "naswot": 300.0 + i, "synflow": 5.0 + i,
+                                          "ntk_singular": 0.0, "naswot_singular": 0.0, "synflow_degenerate": 0.0},
+             "seconds": {"tenas": 1.0 + i, "flops": 0.1}, "cpu": {"tenas": 1.0, "flops": 0.1},
+             "fidelity": {"tenas": "zero-cost"}} for i in range(6)]
+    summ = pc.analyse_mbv2(recs)
+    assert summ["n"] == 6 and summ["vs_flops"]["ntk_cond"]["tau"] == 1.0
+    assert summ["vs_flops"]["meco"]["tau"] == -1.0 and summ["tau_between"]["naswot"]["synflow"] == 1.0
+    assert "zc-all rank fallback" in summ["tau_between"] and "tenas (rank)" in summ["vs_flops"]
+    assert summ["seconds_per_arch"]["tenas"]["wall_mean"] == 3.5 and summ["fidelities"] == ["zero-cost"]

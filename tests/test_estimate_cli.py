@@ -45,3 +45,25 @@ def test_cli_bad_inputs_exit_2(tmp_path, capsys):
     assert main(["estimate", "--space", "nb201", "--estimator", f"table:{table}", "--archs", str(archs),
                  "--out", out]) == 2
     assert "is not in table" in capsys.readouterr().err
+
+
+def test_cli_estimate_mbv2_naswot_and_records_fallback_on_plugin_space(tmp_path):
+    import sys as _sys
+    from pathlib import Path
+
+    _sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import plugins.tiny_space  # noqa: F401  registers "tiny"
+
+    out = tmp_path / "m.csv"
+    assert main(["estimate", "--space", "mbv2", "--estimator", "naswot", "--sample", "2", "--seed", "1",
+                 "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 2 and all(float(r["naswot_singular"]) == 0.0 for r in rows)
+    cfg = json.loads((tmp_path / "m.config.json").read_text())
+    assert cfg["applied"]["absolute"] is True and cfg["applied"]["fidelities"] == ["zero-cost"]
+    out = tmp_path / "t.csv"
+    assert main(["estimate", "--space", "tiny", "--estimator", "zc-all", "--sample", "3", "--seed", "0",
+                 "--out", str(out)]) == 0
+    cfg = json.loads((tmp_path / "t.config.json").read_text())
+    assert cfg["applied"]["mode"] == "rank-fallback" and cfg["applied"]["fit_on"][0]["space"] == "nb201"
+    assert cfg["estimator"]["foreign"] == "rank"

@@ -153,3 +153,73 @@ def test_zc_xgb_model_carries_provenance_and_ranks_by_signals():
     good = {"meco": 60.0, "ntk_cond": 5.0, "linear_regions": 400.0, "naswot": 410.0, "synflow": 100.0, "flops": 100.0}
     bad = {"meco": 1.0, "ntk_cond": 3000.0, "linear_regions": 100.0, "naswot": 320.0, "synflow": 15.0, "flops": 8.0}
     assert est.weighted(good) > est.weighted(bad)
+
+
+def test_absolute_estimators_are_declared():
+    from cosearch.estimate import ESTIMATORS
+    from cosearch.estimate.base import Estimator
+
+    assert Estimator.absolute is False  # a plug-in estimator is not assumed absolute
+    for name in ESTIMATORS.names():
+        assert ESTIMATORS.get(name).absolute is True, name
+    space = ToySpace()
+    tenas = create_estimator("tenas", seed=0, **FAST["tenas"])
+    assert tenas.population_relative(space)  # combine="rank" in estimate_many
+    assert not create_estimator("tenas", combine="formula").population_relative(space)
+    # estimate() of one arch is the same whatever was scored before (no population state)
+    first = tenas.estimate(space, "w4").score
+    tenas.estimate_many(space, ["w2", "w8", "w4"])
+    assert tenas.estimate(space, "w4").score == first
+
+
+def test_learned_combinations_refuse_or_fall_back_off_their_fit_space():
+    space = ToySpace()
+    for name in ("zc-all", "zc-xgb"):
+        est = create_estimator(name, seed=0)
+        assert est.fit_on[0]["space"] == "nb201" and not est.fits(space)
+        assert "fit on nb201" in est.why_not_absolute(space)
+        with pytest.raises(CosearchError, match=r"fit on nb201 \(C=16, N=5.*only, not on toy") as ei:
+            est.estimate(space, "w4")  # absolute: no population-relative score from estimate()
+        assert "\n" not in str(ei.value)
+        with pytest.raises(CosearchError, match="foreign='refuse'"):
+            create_estimator(name, seed=0, foreign="refuse").estimate_many(space, ["w2", "w4"])
+    est = create_estimator("zc-all", seed=0)
+    ests = est.estimate_many(space, ["w2", "w8", "dead"])
+    assert {e.fidelity for e in ests} == {"zero-cost:rank-fallback"}
+    info = est.applied(space, ests)
+    assert info["mode"] == "rank-fallback" and info["population_relative"]
+    assert info["fallback_signals"] == {"meco": 1, "ntk_cond": -1, "linear_regions": 1, "naswot": 1,
+                                        "synflow": 1, "flops": 1}
+    # equal-weight rank sum with directions, recomputed by hand
+    from scipy.stats import rankdata
+
+    total = sum(rankdata([d * e.signals[s] for e in ests]) for s, d in info["fallback_signals"].items())
+    assert [e.score for e in ests] == pytest.approx(list(total))
+    assert ests[2].score == min(e.score for e in ests)  # the dead net ranks worst
+    with pytest.raises(CosearchError, match="foreign='nope'"):
+        create_estimator("zc-all", foreign="nope")
+
+
+def test_learned_combination_on_its_fit_space_is_learned():
+    from cosearch.space import create_space
+
+    space = create_space("nb201")
+    est = create_estimator("zc")
+    assert est.fits(space) and not est.population_relative(space) and est.why_not_absolute(space) is None
+    assert not est.fits(create_space("nb201", C=8))  # other settings: not where it was fit
+    assert est.applied(space, [])["mode"] == "learned"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_estimator_scores_the_plugin_space(name):
+    import sys as _sys
+    from pathlib import Path
+
+    _sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import plugins.tiny_space  # noqa: F401  registers "tiny"
+    from cosearch.space import create_space
+
+    space = create_space("tiny")
+    ests = create_estimator(name, seed=0, **FAST.get(name, {})).estimate_many(space, ["c4k3", "c16k5"])
+    assert len(ests) == 2 and all(math.isfinite(e.score) for e in ests)
+    assert all(e.fidelity.startswith("zero-cost") for e in ests)

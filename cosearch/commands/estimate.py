@@ -2,8 +2,12 @@
 
     cosearch estimate --space nb201 --estimator tenas (--archs FILE | --sample N --seed S) --out scores.csv
 
-Writes ``scores.csv`` (``arch,score,<one column per signal>,seconds``) and
-``scores.config.json`` (resolved config) next to it, both atomically.
+Writes ``scores.csv`` (``arch,score,<one column per signal>,seconds``; a signal an
+architecture does not have, e.g. ``linear_regions`` of a GELU network, is ``nan``,
+never 0) and ``scores.config.json`` (resolved config) next to it, both atomically.
+The config's ``applied`` records what was computed: fidelities, whether scores are
+absolute / population-relative, and for learned combinations whether the learned
+model was used or, on a space they were not fit on, the rank fallback and its signals.
 """
 
 from __future__ import annotations
@@ -92,6 +96,7 @@ def run(args) -> int:
         "argv": sys.argv[1:],
         "space": space.config(),
         "estimator": estimator.config(),
+        "applied": estimator.applied(space, ests),
         "archs": args.archs,
         "sample": args.sample,
         "seed": args.seed,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from cosearch.errors import CosearchError
+from cosearch.estimate.activations import PatternUndefined, register_activation, register_smooth
 from cosearch.estimate.base import Estimate, Estimator
 from cosearch.registry import Registry
 
@@ -37,4 +38,5 @@ def create_estimator(spec: str, /, **kwargs: Any) -> Estimator:
     return ESTIMATORS.create(name, **kwargs)
 
 
-__all__ = ["ESTIMATORS", "Estimate", "Estimator", "create_estimator"]
+__all__ = ["ESTIMATORS", "Estimate", "Estimator", "PatternUndefined", "create_estimator", "register_activation",
+           "register_smooth"]

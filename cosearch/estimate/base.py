@@ -51,6 +51,11 @@ class Estimator(abc.ABC):
         """Score a population. Estimators that combine signals by rank override this."""
         return [self.estimate(space, a) for a in archs]
 
+    def why_not_absolute(self, space: "SearchSpace") -> str | None:
+        """None when ``estimate`` gives absolute scores on ``space``; otherwise the one-line
+        reason ``estimate`` will refuse there (a search can check this before it starts)."""
+        return None if self.absolute else f"{self.name} does not declare absolute per-architecture scores"
+
     def population_relative(self, space: "SearchSpace") -> bool:
         """True when ``estimate_many`` on ``space`` scores relative to the population
         (ranks) instead of returning each architecture's ``estimate`` score."""

@@ -15,24 +15,38 @@ Procedure, per architecture:
    lambda_min`` (guarded, see ``signals.ntk_condition``). Signal ``ntk_cond``
    is the mean over repeats (TE-NAS averages 3 repeats), ``ntk_singular`` is 1
    if any repeat was singular (then ``ntk_cond = 1e30``).
-2. **Linear regions.** On a *reduced* network of the same cell (``lr_settings``,
-   for nb201 ``C=1, N=1, resolution=8``; TE-NAS also counts on a thin
-   1-cell-per-stage network), in train mode: ``lr_samples`` inputs evenly
-   spaced on the segment between two standard-normal inputs, in one batch;
-   each input's binary pattern over every ``nn.ReLU`` output;
-   ``linear_regions`` = number of distinct patterns = the linear regions the
-   segment crosses (exact once points are denser than regions), averaged over
-   ``lr_repeats`` (network and segment re-drawn each time). TE-NAS instead
-   counts distinct patterns of 1000 independent low-dimensional (1x3x3)
-   inputs; with our stem and >= 8x8 inputs independent points all land in
-   different regions (measured: 1000/1000 for every op), so a 1-D slice is
-   what keeps the count discriminative.
+2. **Linear regions.** On a *reduced* network of the same cell (per-space
+   ``SPACE_DEFAULTS``: nb201 ``C=1, N=1, resolution=8``; mbv2 ``resolution=32``;
+   TE-NAS also counts on a thin 1-cell-per-stage network): ``lr_samples`` inputs
+   evenly spaced on the segment from a standard-normal input ``a`` towards another
+   ``b`` (``a + lr_span*(b-a)`` at the end), in one batch; each input's activation
+   pattern - the piece every unit of every registered piecewise activation is in
+   (ReLU: on/off, ReLU6/Hardtanh: 3 pieces, Hardswish: 3, ...; ``activations``) -;
+   ``linear_regions`` = number of distinct patterns = the regions the segment
+   crosses (exact once points are denser than regions), averaged over
+   ``lr_repeats`` (network and segment re-drawn each time). BatchNorm: nb201 in
+   train mode with the segment's own statistics (as measured for the NB201
+   results); mbv2 and other spaces with statistics frozen from ``batch_size``
+   independent inputs (``lr_bn="frozen"``; with the segment's own statistics the
+   count is scale-invariant and saturated on mbv2). TE-NAS instead counts
+   distinct patterns of 1000 independent low-dimensional (1x3x3) inputs; with
+   our stem and >= 8x8 inputs independent points all land in different regions
+   (measured: 1000/1000 for every op), so a 1-D slice is what keeps the count
+   discriminative. A network with a smooth activation (GELU, SiLU) has no
+   pattern: ``linear_regions`` is left out (not zero), the score uses the NTK
+   only and the estimate's fidelity is ``"zero-cost:ntk-only"``; with a
+   non-affine piece (Hardswish) the regions are activation regions, fidelity
+   ``"zero-cost:activation-regions"``.
 3. **Score.** ``estimate_many`` ranks the population like TE-NAS:
    ``score = rank(-ntk_cond) + rank(linear_regions)`` (scipy ``rankdata``,
    average ties; higher is better). A single ``estimate`` cannot rank, so it
    returns ``-A * log(ntk_cond) + B * log(linear_regions)`` with the constants
    below (chosen so both terms have equal spread on the NAS-Bench-201 subset;
-   ``combine="formula"`` makes ``estimate_many`` use it too).
+   ``combine="formula"`` makes ``estimate_many`` use it too). The formula is a
+   function of the one architecture (``absolute``): comparable across calls in a
+   run, on every space. ``A``, ``B`` are per space (``SPACE_DEFAULTS[...]["formula"]``:
+   1/std of the logs over a sample, no accuracy involved); spaces without their
+   own use NB201's, which are then mere scales.
 """
 
 from __future__ import annotations
@@ -55,21 +69,27 @@ if TYPE_CHECKING:
 #: span changes nothing), ``"frozen"``: BatchNorm statistics of ``batch_size``
 #: independent seeded inputs, then eval mode (so the span sets how many regions the
 #: segment crosses); ``ntk_settings`` - space settings of the network the NTK is
-#: computed on. Other spaces use ``GENERIC_DEFAULTS``; a plug-in space can declare
-#: its own with ``register_space_defaults``.
+#: computed on; ``formula`` - ``(A, B)`` of the single-arch score
+#: ``-A*log(ntk_cond) + B*log(linear_regions)``, 1/std of the two logs over a sample of
+#: the space (no accuracy involved: it only gives both terms equal spread, as the rank
+#: sum does). Other spaces use ``GENERIC_DEFAULTS``; a plug-in space can declare its
+#: own with ``register_space_defaults``.
 SPACE_DEFAULTS: dict[str, dict[str, Any]] = {
     # bench/results/proxy_correlation.json was measured with exactly these
     "nb201": {"lr_settings": {"C": 1, "N": 1, "resolution": 8}, "lr_samples": 1000, "lr_span": 1.0,
-              "lr_bn": "segment", "ntk_settings": {}},
+              "lr_bn": "segment", "ntk_settings": {}, "formula": (0.2489, 2.0557)},
     # mbv2 (width is an arch decision, not a setting): at 32x32 with "segment" statistics
     # every one of 1000 points fell in its own region for every arch tried (span 1 to
     # 0.01), so the count said nothing; frozen statistics + span 1e-3 gave 9..147 of 200
     # on 6 sampled archs (docs/estimators.md). NTK at 32x32: 0.13-5 s instead of 0.2-9 s.
+    # formula: bench/results/proxy_correlation_mbv2.json (30 archs sampled with seed 0,
+    # these defaults, seed 0), summary.formula_constants_measured (population std).
     "mbv2": {"lr_settings": {"resolution": 32}, "lr_samples": 400, "lr_span": 1e-3, "lr_bn": "frozen",
-             "ntk_settings": {"resolution": 32}},
+             "ntk_settings": {"resolution": 32}, "formula": (1.7969, 1.6389)},
 }
+#: other spaces: the NB201 formula constants, i.e. arbitrary scales there
 GENERIC_DEFAULTS: dict[str, Any] = {"lr_settings": {}, "lr_samples": 1000, "lr_span": 1.0, "lr_bn": "frozen",
-                                    "ntk_settings": {}}
+                                    "ntk_settings": {}, "formula": (0.2489, 2.0557)}
 LR_BN = ("segment", "frozen")
 
 
@@ -85,7 +105,7 @@ def space_defaults(space_name: str) -> dict[str, Any]:
     return {**GENERIC_DEFAULTS, **SPACE_DEFAULTS.get(space_name, {})}
 
 
-#: single-arch formula ``-A*log(cond) + B*log(regions)``; A = 1/std(log cond),
+#: nb201's single-arch formula ``-A*log(cond) + B*log(regions)``; A = 1/std(log cond),
 #: B = 1/std(log regions) over fit half A (362 rows of halves(725, seed=0)) of the full
 #: 725-row run in bench/results/proxy_correlation.json (default settings, seed 0).
 FORMULA_A = 0.2489
@@ -147,7 +167,8 @@ class TENASEstimator(TorchEstimator):
                 "lr_samples": d["lr_samples"] if self.lr_samples is None else self.lr_samples,
                 "lr_span": d["lr_span"] if self.lr_span is None else self.lr_span,
                 "lr_bn": d["lr_bn"] if self.lr_bn is None else self.lr_bn,
-                "ntk_settings": d["ntk_settings"] if self.ntk_settings is None else self.ntk_settings}
+                "ntk_settings": d["ntk_settings"] if self.ntk_settings is None else self.ntk_settings,
+                "formula": tuple(d["formula"])}
 
     # -- parts ------------------------------------------------------------------------
     def _derived_space(self, space: "SearchSpace", settings: dict[str, Any]) -> "SearchSpace":
@@ -218,26 +239,27 @@ class TENASEstimator(TorchEstimator):
         return scan(build(self.lr_space(space), arch, sub_seed(self.seed, 20, 0), self.init))
 
     @staticmethod
-    def formula(cond: float, regions: float | None) -> float:
-        """``-A*log(cond) + B*log(regions)``; ``regions=None`` (undefined) drops the term."""
-        score = -FORMULA_A * math.log(max(cond, 1.0))
-        return score if regions is None else score + FORMULA_B * math.log(max(regions, 1.0))
+    def formula(cond: float, regions: float | None, a: float = FORMULA_A, b: float = FORMULA_B) -> float:
+        """``-a*log(cond) + b*log(regions)``; ``regions=None`` (undefined) drops the term."""
+        score = -a * math.log(max(cond, 1.0))
+        return score if regions is None else score + b * math.log(max(regions, 1.0))
 
     # -- Estimator --------------------------------------------------------------------
     def signals(self, space: "SearchSpace", arch: str) -> tuple[float, dict[str, float], str]:
         from cosearch.estimate.activations import PatternUndefined
 
+        a, b = self.resolved(space)["formula"]
         cond, singular = self.ntk(space, arch)
         sig = {"ntk_cond": cond, "ntk_singular": float(singular)}
         info = self.patterns(space, arch)
         if info.smooth_types:  # no pattern: regions undefined, NTK only (never a zero)
-            return self.formula(cond, None), sig, "zero-cost:ntk-only"
+            return self.formula(cond, None, a, b), sig, "zero-cost:ntk-only"
         if not info.defined:
             raise PatternUndefined(info.why_undefined("linear regions (tenas)"))
         regions = self.linear_regions(space, arch)
         sig["linear_regions"] = regions
         fidelity = self.fidelity if info.affine else "zero-cost:activation-regions"
-        return self.formula(cond, regions), sig, fidelity
+        return self.formula(cond, regions, a, b), sig, fidelity
 
     def population_relative(self, space: "SearchSpace") -> bool:
         return self.combine == "rank"
