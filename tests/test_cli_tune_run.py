@@ -4,6 +4,7 @@ every bad input: exit 2, one stderr line, no traceback, nothing written."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -18,7 +19,6 @@ def artifact(tiny_onnx, tmp_path_factory, host_tuned):
     """`cosearch tune` in a subprocess on a copy of the in-process-tuned DB: every
     task comes from the DB (a fresh subprocess would pay ~20-160 s importing
     tensor_intrin to tune; tuning itself is covered in-process and via RPC)."""
-    import shutil
 
     root = tmp_path_factory.mktemp("cli")
     out, db = root / "art", root / "db"
@@ -60,8 +60,6 @@ def test_run_with_given_input(artifact, tmp_path):
 
 
 def test_run_fails_above_tolerance_with_tampered_reference(artifact, tmp_path):
-    import shutil
-
     import onnx
     from onnx import numpy_helper
 
@@ -78,6 +76,9 @@ def test_run_fails_above_tolerance_with_tampered_reference(artifact, tmp_path):
     assert "MISMATCH" in r.stdout and "Traceback" not in r.stderr
 
 
+@pytest.mark.skipif(shutil.which("nvcc") is None,
+                    reason="nvcc not on PATH: compiling for cuda-sm90 needs the CUDA compiler "
+                    "(tests/test_tune.py checks the one-line error without it)")
 def test_tune_space_arch_compile_only_then_run_refuses(tmp_path):
     """SPACE:ARCH through the CLI on the compile-only cuda-sm90 target (no tuning,
     nothing to run here): artifact written with null latency; `run` exits 2."""
@@ -91,6 +92,9 @@ def test_tune_space_arch_compile_only_then_run_refuses(tmp_path):
     assert meta["inputs"][0]["shape"] == [1, 3, 32, 32] and meta["outputs"][0]["shape"] == [1, 10]
     assert meta["latency_ms"] is None and "compile-only" in meta["latency_note"]
     assert meta["tasks"] and all(t["trials"] == 0 and t["source"] != "tuned" for t in meta["tasks"])
+    assert meta["target_identity"] == {"kind": "cuda", "arch": "sm_90", "host": meta["target_identity"]["host"]}
+    lib = (out / "model.so").read_bytes()
+    assert meta["library"] == "model.so" and lib[:4] == b"\x7fELF" and b"__global__" in lib  # CUDA kernels inside
     assert_one_line_error(run_cli("run", out), "cuda", "only CPU (llvm) artifacts run here")
 
 

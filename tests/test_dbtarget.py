@@ -89,31 +89,32 @@ def test_unreadable_binding_is_a_clear_error(tmp_path):
 
 
 def test_racing_binders_agree_on_one_identity(tmp_path):
-    """Many threads bind one new folder to two identities at once: exactly one identity
-    wins (hard-link creation), every binder of the other one is refused."""
+    """Threads bind one new folder to two identities at once (10 rounds): exactly one
+    identity wins (hard-link creation), every binder of the other one is refused."""
     a, b = _target(tmp_path, "a", "haswell"), _target(tmp_path, "b", "skylake-avx512")
     a.identity(), b.identity()  # warm the cache so the threads really race on the file
-    db = tmp_path / "db"
-    go = threading.Barrier(8)
-    outcome: dict[int, str] = {}
+    for round_ in range(10):
+        db = tmp_path / f"db{round_}"
+        go = threading.Barrier(8)
+        outcome: dict[int, str] = {}
 
-    def one(i):
-        go.wait()
-        try:
-            bind_database(db, a if i % 2 else b)
-            outcome[i] = "ok"
-        except CosearchError:
-            outcome[i] = "refused"
+        def one(i):
+            go.wait()
+            try:
+                bind_database(db, a if i % 2 else b)
+                outcome[i] = "ok"
+            except CosearchError:
+                outcome[i] = "refused"
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    winner = read_binding(db)["name"]
-    for i, got in outcome.items():
-        assert got == ("ok" if (a if i % 2 else b).name == winner else "refused"), (i, got, winner)
-    assert sorted(p.name for p in db.iterdir()) == [TARGET_FILE]
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        winner = read_binding(db)["name"]
+        for i, got in outcome.items():
+            assert got == ("ok" if (a if i % 2 else b).name == winner else "refused"), (round_, i, got, winner)
+        assert len(outcome) == 8 and sorted(p.name for p in db.iterdir()) == [TARGET_FILE]
 
 
 def test_default_schedules_dir_is_per_machine_key(tmp_path, monkeypatch):

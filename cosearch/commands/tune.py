@@ -118,10 +118,10 @@ def run(args) -> int:
         from cosearch.compile.rpc import check_key
 
         check_key(target.rpc)  # bounded: unreachable tracker / unknown key -> CosearchError
+    imported, model_desc = engine.load_model(args.model, seed=seed)  # malformed ONNX -> CosearchError
     from cosearch.compile.dbtarget import bind_database
 
-    bind_database(schedules, target, accept_foreign=args.accept_foreign_schedules)
-    imported, model_desc = engine.load_model(args.model, seed=seed)  # malformed ONNX -> CosearchError
+    bind_database(schedules, target, accept_foreign=args.accept_foreign_schedules)  # foreign CPU -> refused
 
     from cosearch.compile.measure import MeasureConfig, measure
     from cosearch.compile.tune import TuneConfig, tune_and_compile

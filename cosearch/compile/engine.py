@@ -743,10 +743,7 @@ def write_model_artifact(out_dir: Path | str, plan_: ModelPlan, executable, data
 
 
 def default_schedules_dir(target: "TargetSpec") -> Path:
-    try:
-        from cosearch.paths import default_schedules_dir as f
-    except ImportError:  # before the paths module exists
-        import cosearch
+    """The default schedule database of ``target`` (``cosearch.paths``: one per resolved machine key)."""
+    from cosearch.paths import default_schedules_dir as f
 
-        return Path(cosearch.__file__).resolve().parents[1] / "schedules" / target.name
     return f(target)
