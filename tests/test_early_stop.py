@@ -216,6 +216,8 @@ def test_xgb_save_load_roundtrip(trained, tmp_path):
     assert [rule.predict_gain(f, p) for f, p in cases] == [again.predict_gain(f, p) for f, p in cases]
     assert again.config()["path"] == str(path) and again.threshold == rule.threshold
     assert XGBStop.load(path, threshold=0.5).threshold == 0.5
+    with pytest.raises(CosearchError, match="gain of 16 more trials, not 32"):
+        XGBStop.load(path, horizon=32)
     # a damaged booster is refused, in one line
     (tmp_path / "m" / side["booster"]).write_text("{}")
     with pytest.raises(CosearchError, match="does not match"):
@@ -256,6 +258,19 @@ def test_refit_and_save_and_for_database(tmp_path):
     loaded = XGBStop.for_database(db)
     p = run_progress("elementwise", 3)
     assert loaded.predict_gain(feats("elementwise"), p) == rule.predict_gain(feats("elementwise"), p)
+
+
+def test_load_rule_per_database(tmp_path):
+    db = write_histories(tmp_path / "db", per_kind=4)
+    assert early_stop.load_rule("stall", db, patience=7).config()["patience"] == 7
+    assert early_stop.load_rule("never", db, patience=7).kind == "never"
+    unfitted = early_stop.load_rule("xgb", db, patience=6)
+    assert unfitted.booster is None and unfitted.config()["fallback"]["patience"] == 6
+    refit_and_save(db)
+    loaded = early_stop.load_rule("xgb", db, patience=6)
+    assert loaded.booster is not None and loaded.config()["path"] == str(db / MODEL_FILE)
+    with pytest.raises(CosearchError, match="valid early-stop rules"):
+        early_stop.load_rule("magic", db)
 
 
 def test_featurize_shape_and_missing():

@@ -182,6 +182,10 @@ def run(args) -> int:
                            latency=latency, latency_note=note, config=config,
                            tuning={"trials_run": result.trials_run, "trials_per_iter": result.trials_per_iter,
                                    "seconds": seconds})
+            if rule is not None and rule.kind == "xgb":  # the next run starts from a model of every history so far
+                from cosearch.compile.stop_model import refit_and_save
+
+                refit_and_save(schedules)
         if log_file.exists():
             log_file.replace(out / "tune.log")
     finally:

@@ -143,6 +143,20 @@ def create(kind: str, /, **kw: Any) -> EarlyStopRule:
     return RULES.create(kind, **kw)
 
 
+def load_rule(kind: str, database_dir: Any, /, *, patience: int | None = None, **kw: Any) -> EarlyStopRule:
+    """The rule ``kind`` for a run that tunes into ``database_dir``: ``xgb`` loads the
+    database's model (``<db>/stop_model.json``) if there is one, else starts unfitted
+    (stall fallback); ``patience`` applies to ``stall`` and to ``xgb``'s fallback."""
+    cls = RULES.get(kind)  # unknown kind -> one line naming the valid ones
+    if patience is not None and kind in ("stall", "xgb"):
+        kw["patience"] = patience
+    if kind == "xgb":
+        from cosearch.compile.stop_model import XGBStop
+
+        return XGBStop.for_database(database_dir, **kw)
+    return cls(**kw)
+
+
 class TaskStats:
     """Plain per-task bookkeeping behind ``TuningMonitor`` (no TVM types: testable alone).
 
