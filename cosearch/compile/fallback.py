@@ -3,17 +3,17 @@
 TVM's ``MetaScheduleApplyDatabase`` takes, for every PrimFunc of a lowered
 module, the single best record the database matches and replays its trace;
 any failure is fatal to the whole ``tvm.compile``. With anchor-block equality a
-match is not a guarantee that the trace replays: records tuned on one fused
-kernel are applied to another kernel with the same anchor block (conv, matmul)
-and different epilogue blocks, through ``ScheduleUsingAnchorTrace`` (measured:
-``Check failed: (unscheduled_blocks.size() <= 1) ... All blocks should have been
-scheduled`` on NAS-Bench-201 networks sharing a database). And the anchor-block
-``MemoryDatabase`` files every record of anchor-equal workloads under the first
-such workload it was given (``commit_workload`` returns the existing one), so a
-record can carry a workload module its trace was never recorded on; when the
-query kernel is structurally equal to that module, TVM replays the trace on it
-directly and fails with ``Check failed: old_outputs.size() == new_outputs.size()``
-("Output size mismatch"; model-zoo ResNet-50 and DenseNet-121).
+match does not mean the trace replays: a kernel whose anchor block (conv, matmul,
+reduction) equals the record's gets the record's trace through
+``ScheduleUsingAnchorTrace``, and that trace also holds instructions about the
+*other* blocks of the kernel it was tuned on (``compute_at`` of a producer, and
+after ``enter_postproc`` ``get_child_blocks(root)`` / ``get_loops`` over the
+whole function). Measured: model-zoo ResNet-50's ``stack``+``sum`` residual
+kernels share their anchor (the sum) with ``broadcast_to``+``stack``+``sum``
+kernels, whose extra block changes those counts: ``Check failed:
+old_outputs.size() == new_outputs.size() (5 vs. 4)`` ("Output size mismatch");
+NAS-Bench-201 networks sharing a database: ``Check failed:
+(unscheduled_blocks.size() <= 1) ... All blocks should have been scheduled``.
 
 ``apply_schedules(mod, target, database)`` does the pass's job per PrimFunc and
 never lets one kernel end the compile:
@@ -24,7 +24,8 @@ never lets one kernel end the compile:
    replay fails, once more with the anchor-trace path; the first record that
    replays is used (``source="db"``). A record that does not replay is skipped
    with a ``ScheduleWarning`` naming the kernel and its workload hash;
-2. otherwise, on CPU (LLVM) targets with ``fallback="auto"``: one sample of
+2. otherwise, on CPU (LLVM) targets with ``fallback="auto"``, for kernels whose
+   anchor is a multiply-accumulate reduction (conv, matmul; ``is_heavy``): one sample of
    MetaSchedule's own design space for the kernel (the LLVM default rules:
    multi-level tiling, auto-inline, parallelise / vectorise / unroll), drawn with
    a fixed seed and accepted only if every LLVM postprocessor passes; nothing
@@ -154,13 +155,13 @@ def _replay(task_mod: "tvm.IRModule", record: "ms.database.TuningRecord", target
     err = ""
     if tvm_ffi.structural_equal(task_mod, record.workload.mod):
         try:
-            sch = s_tir.Schedule(record.workload.mod, seed=-1, debug_mask=0)
+            sch = s_tir.Schedule(record.workload.mod, debug_mask=0)
             record.trace.apply_to_schedule(sch, remove_postproc=False)
             return sch.mod["main"], ""
         except Exception as e:  # TVM raises InternalError / ValueError / TVMError
             err = _first_line(e)
     try:
-        sch = s_tir.Schedule(task_mod, seed=-1, debug_mask=0)
+        sch = s_tir.Schedule(task_mod, debug_mask=0)
         schedule_using_anchor_trace(sch, record.trace, target)
         return sch.mod["main"], ""
     except Exception as e:
@@ -185,6 +186,22 @@ def fallback_schedule(task_mod: "tvm.IRModule", target, *, seed: int = 0, tries:
             if all(p.apply(sch) for p in ctx.space_generator.postprocs):
                 return sch.mod["main"]
     return None
+
+
+def is_heavy(task_mod: "tvm.IRModule") -> bool:
+    """Whether the kernel's anchor block is a multiply-accumulate reduction (conv,
+    matmul, dense: a reduction reading at least two operands besides its accumulator).
+    Only those get a fallback schedule: for pools, means, softmax, concatenations and
+    reshapes TVM's default was as fast or faster than a design-space sample (softmax:
+    0.004 ms default vs 8 ms sampled, SqueezeNet, 1 thread; docs/tuning.md)."""
+    from tvm.s_tir.analysis import find_anchor_sblock
+
+    block = find_anchor_sblock(task_mod)
+    if block is None or not any(int(iv.iter_type) == 2 for iv in block.iter_vars):  # 2: CommReduce
+        return False
+    reads = {r.source.name for r in block.reads}
+    writes = {w.source.name for w in block.writes}
+    return len(reads - writes) >= 2
 
 
 def apply_schedules(
@@ -254,16 +271,20 @@ def apply_schedules(
             fkey = (tkey, khash, seed)
             fb = _FALLBACKS.get(fkey)
             if fb is None:
-                try:
-                    fb = (fallback_schedule(task_mod, target, seed=seed), "no design-space sample passed the postprocessors")
-                except Exception as e:  # a rule or postprocessor raising: keep TVM's default
-                    fb = (None, _first_line(e))
+                if not is_heavy(task_mod):
+                    fb = (None, "kept TVM's default (not a multiply-accumulate kernel)")
+                else:
+                    try:
+                        fb = (fallback_schedule(task_mod, target, seed=seed),
+                              "fallback failed: no design-space sample passed the postprocessors")
+                    except Exception as e:  # a rule or postprocessor raising: keep TVM's default
+                        fb = (None, f"fallback failed: {_first_line(e)}")
                 _FALLBACKS.put(fkey, fb)
             if fb[0] is not None:
                 out[gv] = _with_attrs_of(fb[0], func)
                 choices.append(KernelChoice(name, "fallback", workload, skipped, reason))
                 continue
-            reason = f"{reason}; fallback failed: {fb[1]}"
+            reason = f"{reason}; {fb[1]}"
         out[gv] = func
         choices.append(KernelChoice(name, "default", workload, skipped, reason))
     return tvm.IRModule(out, attrs=mod.attrs), choices

@@ -1,0 +1,166 @@
+"""Compiling with a schedule database: records that do not replay are skipped (never
+fatal), kernels without a usable record get a parallel + vectorised fallback.
+Real TVM, a tiny conv net (16x16), no tuning: records are built by hand."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from cosearch.compile import fallback as fb
+from cosearch.compile.codegen import KernelCache, compile_with_database
+from cosearch.compile.frontend import from_onnx
+from cosearch.compile.target import load_target
+from cosearch.errors import CosearchError
+
+pytestmark = pytest.mark.tvm
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_onnx):
+    from tvm import tirx
+
+    target = load_target("host")
+    imported = from_onnx(tiny_onnx)
+    convs = sorted(gv.name_hint for gv, f in imported.mod.functions.items()
+                   if isinstance(f, tirx.PrimFunc) and "conv2d" in gv.name_hint)
+    assert len(convs) == 2, convs  # 3->8 conv (stride 1) and 8->8 conv (stride 2)
+    x = np.random.default_rng(0).standard_normal(imported.inputs[0][1]).astype(np.float32)
+    return target, imported, convs, x
+
+
+def _run(executable, x):
+    import tvm
+    from tvm import relax
+
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    out = vm["main"](tvm.runtime.tensor(x))
+    return (out if hasattr(out, "numpy") else out[0]).numpy()
+
+
+def _task_mod(imported, name):
+    from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
+
+    return _normalize_mod(imported.mod[name])
+
+
+def _bad_database(setup):
+    """An anchor-block database whose only record, filed under conv B's workload,
+    carries a trace sampled on the ``mean`` kernel: it matches B but cannot replay on
+    it (its instructions name blocks and loops B does not have)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    target, imported, (a, b), _ = setup
+    tgt = target.tvm_target()
+    mod_a, mod_b = _task_mod(imported, a), _task_mod(imported, b)
+    trace = _trace_on(_task_mod(imported, "mean"), tgt)
+    db = ms.database.MemoryDatabase(module_equality="anchor-block")
+    wl = db.commit_workload(mod_b)
+    db.commit_tuning_record(ms.database.TuningRecord(trace, wl, [1e-5], tgt, ms.arg_info.ArgInfo.from_prim_func(mod_b["main"])))
+    assert db.has_workload(mod_b) and not db.has_workload(mod_a)
+    return db, b
+
+
+def _trace_on(mod, tgt):
+    """The trace of a design-space sample of ``mod`` (what a tuning record holds)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from cosearch.compile.intrin import ensure_tensor_intrinsics
+
+    ensure_tensor_intrinsics(tgt)
+    ctx = ms.TuneContext(mod=mod, target=tgt, space_generator="post-order-apply", task_name="t", num_threads=1,
+                         rand_state=0)
+    return ctx.generate_design_space()[0].trace
+
+
+def test_stock_tvm_pass_fails_on_the_bad_record(setup):
+    """The constructed record really is one TVM cannot apply (the bug we guard against)."""
+    import tvm
+    from tvm.relax.transform import MetaScheduleApplyDatabase
+
+    target, imported, _, _ = setup
+    db, _ = _bad_database(setup)
+    with target.tvm_target(), db, tvm.transform.PassContext(opt_level=3):
+        with pytest.raises(Exception):
+            MetaScheduleApplyDatabase(enable_warning=False)(imported.mod)
+
+
+def test_non_replaying_record_is_skipped_with_a_warning(setup):
+    target, imported, (a, b), x = setup
+    db, bad = _bad_database(setup)
+    fb.clear_caches()
+    report: list = []
+    with pytest.warns(fb.ScheduleWarning) as caught:
+        ex = compile_with_database(imported.mod, target, db, report=report, kernel_cache=KernelCache())
+    workload = "%016x" % (__import__("tvm_ffi").structural_hash(_task_mod(imported, bad)) & (2**64 - 1))
+    msgs = [str(w.message) for w in caught if issubclass(w.category, fb.ScheduleWarning)]
+    assert any(bad in m and workload in m for m in msgs), msgs
+    by_name = {c.name: c for c in report}
+    assert by_name[bad].source == "fallback" and by_name[bad].skipped == 1 and by_name[bad].workload == workload
+    assert "did not replay" in by_name[bad].reason
+    assert by_name[a].source == "fallback" and by_name[a].skipped == 0
+    ref = _run(compile_with_database(imported.mod, target, None, fallback="none", kernel_cache=KernelCache()), x)
+    np.testing.assert_allclose(_run(ex, x), ref, rtol=1e-4, atol=1e-5)
+
+    # the verdict is cached: a second compile replays nothing and warns no more
+    before = fb.cache_stats()["verdict_hits"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fb.ScheduleWarning)
+        fb.apply_schedules(imported.mod, target.tvm_target(), db)
+    assert fb.cache_stats()["verdict_hits"] == before + 1
+
+
+def test_a_replaying_record_is_used(setup):
+    """A record whose trace was sampled on its own workload is applied (source "db")."""
+    from tvm.s_tir import meta_schedule as ms
+
+    target, imported, (a, _), _ = setup
+    tgt = target.tvm_target()
+    mod_a = _task_mod(imported, a)
+    db = ms.database.MemoryDatabase(module_equality="anchor-block")
+    wl = db.commit_workload(mod_a)
+    db.commit_tuning_record(ms.database.TuningRecord(_trace_on(mod_a, tgt), wl, [1e-5], tgt,
+                                                     ms.arg_info.ArgInfo.from_prim_func(mod_a["main"])))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fb.ScheduleWarning)
+        _, choices = fb.apply_schedules(imported.mod, tgt, db)
+    assert {c.name: c.source for c in choices}[a] == "db"
+
+
+def _loop_kinds(func) -> set[str]:
+    """Loop kinds in the scheduled TIR (TVMScript ``T.parallel`` / ``T.vectorized`` / ...)."""
+    import re
+
+    return set(re.findall(r"T\.(parallel|vectorized|serial|unroll)\(", func.script()))
+
+
+def test_fallback_is_parallel_vectorised_and_equal_to_default(setup):
+    target, imported, convs, x = setup
+    tgt = target.tvm_target()
+    default_mod, dchoices = fb.apply_schedules(imported.mod, tgt, None, fallback="none")
+    fb_mod, choices = fb.apply_schedules(imported.mod, tgt, None, fallback="auto")
+    assert {c.source for c in dchoices} == {"default"}
+    sources = {c.name: c.source for c in choices}
+    for name in convs:
+        assert sources[name] == "fallback"
+        kinds = _loop_kinds(fb_mod[name])
+        assert {"parallel", "vectorized"} <= kinds, kinds
+        assert not {"parallel", "vectorized"} & _loop_kinds(default_mod[name])
+    # deterministic: the same seed gives the same schedule
+    again, _ = fb.apply_schedules(imported.mod, tgt, None, fallback="auto")
+    import tvm_ffi
+
+    fb.clear_caches()
+    fresh, _ = fb.apply_schedules(imported.mod, tgt, None, fallback="auto")
+    assert all(tvm_ffi.structural_equal(fresh[n], again[n]) for n in convs)
+    y_default = _run(compile_with_database(imported.mod, target, None, fallback="none", kernel_cache=KernelCache()), x)
+    y_fb = _run(compile_with_database(imported.mod, target, None, fallback="auto", kernel_cache=KernelCache()), x)
+    np.testing.assert_allclose(y_fb, y_default, rtol=1e-4, atol=1e-5)
+
+
+def test_bad_fallback_value_is_rejected(setup):
+    target, imported, _, _ = setup
+    with pytest.raises(CosearchError, match="fallback must be one of auto, none, got 'fast'"):
+        compile_with_database(imported.mod, target, None, fallback="fast")
