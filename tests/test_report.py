@@ -180,7 +180,7 @@ def test_report_of_500_events_is_fast(tmp_path):
     write_report(tmp_path / "big")  # warm imports (matplotlib) outside the timing
     t0 = time.perf_counter()
     write_report(tmp_path / "big")
-    assert time.perf_counter() - t0 < 4.0  # target ~2 s; a loose bound for a shared 2-core machine
+    assert time.perf_counter() - t0 < 6.0  # target ~2 s; loose: the 2 cores are shared with TVM runs
 
 
 def _make_compare(root: Path) -> dict:
@@ -225,3 +225,34 @@ def test_compare_report_empty_and_missing(tmp_path):
     html = _html(write_compare_report(tmp_path / "c"))
     assert "No Pareto point." in html and "no &#x27;reference_point&#x27;" in html
     assert not (tmp_path / "c" / "compare.png").exists()
+
+
+def test_odd_journal_and_checked_stop_decisions(tmp_path):
+    run = tmp_path / "odd"
+    run.mkdir()
+    lines = [
+        json.dumps({"v": 1, "event": "propose", "key": "a", "arch": {"depth": [2, 3]}, "n": 0}),  # no "t"
+        json.dumps({"v": 2, "event": "propose", "t": 0.1, "key": "z", "arch": "future", "n": 1}),  # other version
+        "[1, 2, 3]",  # not an object
+        "{not json",  # malformed, not last
+        json.dumps({"v": 1, "event": "accuracy", "t": 0.2, "key": "a", "value": "oops"}),  # bad value
+        json.dumps({"v": 1, "event": "accuracy", "t": 0.3, "key": "a", "fidelity": "full", "value": 0.7}),
+        json.dumps({"v": 1, "event": "stop_arch", "t": 0.4, "key": "a", "reason": "dominated", "acc_opt": 0.72,
+                    "lat_opt_ms": 4.0}),
+        json.dumps({"v": 1, "event": "measure", "t": 0.5, "key": "a", "ms": 5.0, "ok": True}),  # measured later
+        json.dumps({"v": 1, "event": "front", "t": 0.6, "hypervolume": 0.1, "points": [[0.8, 3.0, "b"]]}),
+        json.dumps({"v": 1, "event": "fail", "t": 0.7}),  # no key, stage, error
+    ]
+    (run / "journal.jsonl").write_text("\n".join(lines) + "\n")
+    (run / "result.json").write_text(json.dumps({"pareto": [{"arch": {"depth": [2, 3]}, "accuracy": 0.8,
+                                                             "latency_ms": 3.0}], "objectives": {"bad": 1}}))
+    html = _html(write_report(run))
+    assert "2 malformed journal line(s) ignored" in html
+    assert "1 journal line(s) of another version" in html
+    assert "Objectives unusable" in html
+    # the stopped architecture was measured later: optimistic latency 4.0 <= 5.0, and (0.7, 5.0) is dominated
+    # by the final front point (0.8, 3.0)
+    assert "1 architecture(s) stopped early were measured later" in html
+    assert "for 1, and 1 are indeed dominated" in html
+    assert "{&quot;depth&quot;:[2,3]}" in html  # non-string arch rendered as compact JSON
+    assert (run / "report" / "front.png").exists()

@@ -9,13 +9,13 @@ each strategy is a method. Everything a strategy decides is journaled first;
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import shutil
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,17 +119,9 @@ def _atomic_json(path: Path, data: Any) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with contextlib_suppress():
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-class contextlib_suppress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return True
 
 
 class Search:
@@ -158,6 +150,10 @@ class Search:
         self.n_proposed = 0
         self.trials = 0
         self.stopped_tasks: set[str] = set()
+        self.tune_seconds = 0.0
+        self.work_seconds = 0.0  # seconds the evaluator reported (plan, accuracy, tune, measure)
+        self.deferred: set[str] = set()  # archs stopped by predictions, re-checked at each refine
+        self.arch_err: list[float] = []  # log(predicted / measured) of archs' latency predicted before tuning
         self.front_keys: list[str] = []
         self.hv = 0.0
         self.phase = 1
@@ -290,6 +286,7 @@ class Search:
             self.fail(rec, "export", e)
             return False
         rec.tasks, rec.flops = list(plan.tasks), plan.flops
+        self.work_seconds += plan.seconds
         self._learn_plan(plan)
         self.j.write("plan", key=rec.key, seconds=plan.seconds, flops=plan.flops,
                      tasks=[[t.workload, t.weight, t.op_kind, t.flops] for t in plan.tasks])
@@ -311,6 +308,7 @@ class Search:
             self.fail(rec, "estimate", e)
             return False
         rec.acc = score
+        self.work_seconds += sec
         pred = self.apred.add(rec.arch, self._x(rec), score)
         self.j.write("accuracy", key=rec.key, fidelity="full", value=score, seconds=sec, estimator_fidelity=fid,
                      pred=pred)
@@ -350,6 +348,8 @@ class Search:
                 known = True
                 gain += self.task[w].weight * (b.best_us - best)
         self.trials += res.trials
+        self.tune_seconds += res.seconds
+        self.work_seconds += res.seconds
         self.j.write("tune", workloads=list(budgets), trials=res.trials, seconds=res.seconds, reason=reason,
                      gain_pred_us=gain_pred_us, gain_us=gain if known else None,
                      best_us={w: self.state[w].best_us for w in budgets})
@@ -365,12 +365,15 @@ class Search:
             self.j.write("measure", key=rec.key, ms=None, pred_ms=pred, ok=False, error=str(e)[:300], seconds=0.0)
             self.fail(rec, "measure", e)
             return False
+        self.work_seconds += m.seconds
         self.j.write("measure", key=rec.key, ms=m.ms, pred_ms=pred, ok=m.ok, error=m.error, seconds=m.seconds,
                      sum_ms=s, remeasure=remeasure)
         if not m.ok:
             if not remeasure:
                 self.fail(rec, m.stage, m.error or "measurement failed")
             return False
+        if not remeasure and rec.lat_pred_ms and rec.ms is None and self.cfg.strategy == "joint":
+            self.arch_err.append(math.log(rec.lat_pred_ms / m.ms))
         rec.ms, rec.sum_at_measure, rec.status = m.ms, s, "evaluated"
         self.cal.add(s, m.ms)
         return True
@@ -380,38 +383,109 @@ class Search:
         self.j.write("stop_arch", key=rec.key, reason=reason, acc_opt=acc_opt, lat_opt_ms=lat_opt,
                      acc_pred=rec.acc_pred, lat_pred_ms=rec.lat_pred_ms)
 
-    def new_task_budgets(self, rec: Rec, per_task: int) -> dict[str, int]:
-        out = {}
-        for t in rec.tasks:
-            s = self.state.get(t.workload, TaskState(None, 0))
-            if s.best_us is None and s.trials < per_task:
-                out[t.workload] = min(per_task, self.cfg.trials_per_task) - s.trials
+    def new_task_budgets(self, rec: Rec, per_task: int, cover: float = 0.9) -> dict[str, int]:
+        """Trials for the arch's tasks the database lacks: ``per_task`` for the heaviest
+        (by weight x FLOPs, covering ``cover`` of the new tasks' FLOPs), a quarter of it
+        (at least 2) for the light rest (pools, elementwise): the first trials replace TVM's
+        default schedule, most of the gain; ``refine`` tunes further what matters."""
+        def trials(t: Task) -> int:
+            return self.state.get(t.workload, TaskState(None, 0)).trials
+
+        new = [t for t in rec.tasks if self.state.get(t.workload, TaskState(None, 0)).best_us is None
+               and trials(t) < per_task]
+        new.sort(key=lambda t: (-t.weight * t.flops, t.workload))
+        total = sum(t.weight * t.flops for t in new)
+        out, acc = {}, 0.0
+        light = max(2, per_task // 4)
+        for t in new:
+            n = per_task if total <= 0 or acc < cover * total else light
+            out[t.workload] = max(0, min(n, self.cfg.trials_per_task) - trials(t))
+            acc += t.weight * t.flops
         return out
+
+    def predicted_front_gate(self, rec: Rec) -> float | None:
+        """Before spending tuning trials on ``rec``: is it dominated by what the run already
+        knows, every other estimated arch at its *re-predicted* fully-tuned latency (the same
+        predictor for all, so its bias cancels) and measured archs also at their measurement,
+        even with its own prediction lowered by a margin (15 % + twice the calibration's
+        online error, 10 % before it has one)? Returns that lowered latency when it is (defer),
+        else ``None``. Active from the start: before the task model is trained the
+        predictions are FLOPs-based (``TaskLatencyPredictor.heuristic_us``), and a deferred
+        arch is re-checked at every refine (``promote_deferred``)."""
+        err = self.cal.summary().get("mape_online", 0.1)
+        margin = min(0.5, 0.15 + 2 * err)
+        lat = self.cal.apply(self.kernel_sum_ms(rec)[0]) * (1 - margin)
+        pts = []
+        for r in self.archive.values():
+            if r.key == rec.key or r.acc is None or not r.tasks:
+                continue
+            pts.append((r.acc, self.cal.apply(self.kernel_sum_ms(r)[0])))
+            if r.status == "evaluated" and r.ms is not None:
+                pts.append((r.acc, r.ms))
+        return lat if pts and pareto.dominated((rec.acc, lat), pts) else None
+
+    def promote_deferred(self, limit: int = 2) -> None:
+        """Deferred archs whose prediction now reaches the front are tuned and measured."""
+        for k in sorted(self.deferred, key=lambda k: self.archive[k].n):
+            if limit <= 0 or not self.budget_left():
+                return
+            rec = self.archive[k]
+            if self.predicted_front_gate(rec) is None:
+                self.deferred.discard(k)
+                limit -= 1
+                self.j.write("promote_arch", key=k, reason="prediction_reaches_front")
+                self.tune(self.new_task_budgets(rec, self.cfg.tune_batch), reason="new_tasks")
+                if self.do_measure(rec):
+                    self._refresh_front()
 
     # ------------------------------------------------------------------ joint
     def run_joint(self) -> str:
-        cfg = self.cfg
-        since_refine = 0
+        """Generations: screen a batch (half the NSGA-II population) cheaply (plan, predicted
+        and full accuracy, predicted latency), then tune + measure only the batch members that
+        may reach the front (``predicted_front_gate``), then refine tasks and re-check deferred
+        archs. Tuning is the expensive rung, so it is spent after seeing the whole batch."""
+        size = max(1, self.cfg.population // 2)
         while True:
             if not self.budget_left():
                 return "budget"
             if not self.archs_left():
                 return "max_archs"
-            got = self.propose()
-            if got is None:
-                return "exhausted"
-            rec, handle = got
-            self.evaluate_joint(rec, handle)
-            since_refine += 1
-            if since_refine >= 3 and self.budget_left():
+            batch, reason = [], None
+            while len(batch) < size:
+                if not self.budget_left():
+                    reason = "budget"
+                    break
+                if not self.archs_left():
+                    reason = "max_archs"
+                    break
+                got = self.propose()
+                if got is None:
+                    reason = "exhausted"
+                    break
+                rec, handle = got
+                if self.screen(rec, handle):
+                    batch.append((rec, handle))
+                self._update()
+            for rec, handle in batch:
+                self.finish(rec, handle)
+                self._update()
+            if self.budget_left():
                 self.refine()
-                since_refine = 0
+                self.promote_deferred()
             self._update()
+            if reason is not None:
+                return reason
 
     def evaluate_joint(self, rec: Rec, handle: Any) -> None:
+        """One arch through every rung (screen, then gate / tune / measure)."""
+        if self.screen(rec, handle):
+            self.finish(rec, handle)
+
+    def screen(self, rec: Rec, handle: Any) -> bool:
+        """The cheap rungs; False when the arch was stopped (or failed) and told."""
         if not self.do_plan(rec):
             self.tell(handle, rec, None)
-            return
+            return False
         x = self._x(rec)
         rec.acc_pred = self.apred.predict(x)
         if rec.acc_pred is not None:
@@ -423,17 +497,29 @@ class Search:
         if self.cfg.latency_max_ms is not None and lat_opt > self.cfg.latency_max_ms:
             self.stop_arch(rec, "latency_max", acc_opt, lat_opt)
             self.tell(handle, rec, (rec.acc_pred if rec.acc_pred is not None else self.obj.accuracy_ref, rec.lat_pred_ms))
-            return
+            return False
         if front and pareto.dominated((acc_opt, lat_opt), front):
             self.stop_arch(rec, "predicted_dominated", acc_opt, lat_opt)
             self.tell(handle, rec, (rec.acc_pred, rec.lat_pred_ms))
-            return
+            return False
         if not self.do_accuracy(rec):
             self.tell(handle, rec, None)
-            return
+            return False
         front = self.front_points()
         if front and pareto.dominated((rec.acc, lat_opt), front):
             self.stop_arch(rec, "accuracy_dominated", rec.acc, lat_opt)
+            self.tell(handle, rec, (rec.acc, rec.lat_pred_ms))
+            return False
+        return True
+
+    def finish(self, rec: Rec, handle: Any) -> None:
+        """The expensive rungs: defer if predictions say it cannot reach the front, else tune its
+        new tasks, compile and measure."""
+        gate = self.predicted_front_gate(rec)
+        if gate is not None or not self.budget_left():
+            self.stop_arch(rec, "deferred_dominated_by_predictions" if gate is not None else "deferred_budget",
+                           rec.acc, gate if gate is not None else rec.lat_pred_ms)
+            self.deferred.add(rec.key)
             self.tell(handle, rec, (rec.acc, rec.lat_pred_ms))
             return
         self.tune(self.new_task_budgets(rec, self.cfg.tune_batch), reason="new_tasks")
@@ -444,7 +530,20 @@ class Search:
             self.tell(handle, rec, None)
 
     def refine(self) -> None:
-        """Tune further the tasks that move the front; re-measure front members that improved."""
+        """Tune further the tasks that move the front (``refine_once``), repeatedly while tuning
+        has had less than half of the run's time so far (then with a 10x lower gain threshold):
+        screening is cheap per arch but adds up, and tuning shared tasks is what improves
+        every candidate at once."""
+        for _ in range(16):
+            if not self.budget_left():
+                return
+            low = self.tune_seconds < 0.5 * self.work_seconds  # reported seconds: deterministic with the fake
+            if not self.refine_once(0.001 if low else 0.01) or not low:
+                return
+
+    def refine_once(self, share: float) -> bool:
+        """One refine step at gain threshold ``share`` of the candidates' kernel time;
+        re-measures front members whose kernel sum dropped by > 10 %. True if it tuned."""
         cfg = self.cfg
         front = self.front_points()
         cands = []
@@ -455,13 +554,13 @@ class Search:
             if r.key in self.front_keys or not pareto.dominated((r.acc, lat_opt), front):
                 cands.append(r)
         if not cands:
-            return
+            return False
         use: dict[str, int] = {}
         for r in cands:
             for t in r.tasks:
                 use[t.workload] = use.get(t.workload, 0) + t.weight
         total_us = sum(self.kernel_sum_ms(r)[0] for r in cands) * 1000.0
-        threshold = 0.01 * total_us
+        threshold = share * total_us
         gains = {}
         for w, u in use.items():
             s = self.state.get(w, TaskState(None, 0))
@@ -470,7 +569,7 @@ class Search:
             t = self.task[w]
             step = min(cfg.tune_batch, cfg.trials_per_task - s.trials)
             cur = s.best_us if s.best_us is not None else self.tpred.predict(t, 0)
-            ratio = self.tpred.predict(t, s.trials + step) / max(self.tpred.predict(t, max(s.trials, 1)), 1e-9)
+            ratio = self.tpred.gain_ratio(t, s.trials, step)
             gains[w] = (max(0.0, cur * (1 - ratio)) * u, step)
         chosen = sorted((w for w in gains if gains[w][0] >= threshold), key=lambda w: (-gains[w][0], w))[:4]
         for w in gains:
@@ -486,9 +585,11 @@ class Search:
             for k in list(self.front_keys):
                 r = self.archive[k]
                 s, _ = self.kernel_sum_ms(r)
-                if r.sum_at_measure and s < 0.97 * r.sum_at_measure and self.budget_left():
+                if r.sum_at_measure and s < 0.9 * r.sum_at_measure and self.budget_left():
                     self.do_measure(r, remeasure=True)
             self._refresh_front()
+            return True
+        return False
 
     # ------------------------------------------------------------------ sequential
     def run_sequential(self) -> str:
@@ -618,6 +719,8 @@ class Search:
         last_t = 0.0
         for ev in events:
             last_t = max(last_t, float(ev.get("t") or 0.0))
+            if ev.get("event") in ("plan", "accuracy", "tune", "measure") and not ev.get("final"):
+                self.work_seconds += float(ev.get("seconds") or 0.0)
             e, key = ev.get("event"), ev.get("key")
             r = self.archive.get(key) if key is not None else None
             if e == "propose":
@@ -641,7 +744,9 @@ class Search:
                     r.proxy = float(ev["proxy"])
                     r.status = "evaluated"
             elif e == "measure":
-                if ev.get("ok"):
+                if ev.get("ok") and not ev.get("final"):
+                    if not ev.get("remeasure") and r.lat_pred_ms and r.ms is None:
+                        self.arch_err.append(math.log(r.lat_pred_ms / float(ev["ms"])))
                     r.ms, r.sum_at_measure, r.status = float(ev["ms"]), ev.get("sum_ms"), "evaluated"
                     if self.cfg.strategy == "sequential" and self.phase == 1:
                         r.proxy = r.ms
@@ -649,10 +754,15 @@ class Search:
                         self.cal.add(float(ev["sum_ms"]), float(ev["ms"]))
             elif e == "stop_arch":
                 r.status = "stopped"
+                if str(ev.get("reason", "")).startswith("deferred"):
+                    self.deferred.add(key)
+            elif e == "promote_arch":
+                self.deferred.discard(key)
             elif e == "fail":
                 r.status = "failed"
             elif e == "tune":
                 self.trials += int(ev.get("trials") or 0)
+                self.tune_seconds += float(ev.get("seconds") or 0.0)
             elif e == "tell":
                 told.append(ev)
             elif e == "phase":
@@ -668,8 +778,6 @@ class Search:
         for r in self.archive.values():
             if r.tasks:
                 self.state.update(self.ev.task_states(Plan(r.arch, r.tasks)))
-        if self.state and hasattr(self.ev, "task_states_need_plan"):
-            pass
         self.proposer.replay(told)
         recs = [r for r in self.archive.values() if r.status == "evaluated" and r.acc is not None and r.ms is not None]
         pts = [(r.acc, r.ms) for r in recs]
@@ -679,8 +787,6 @@ class Search:
 
     def finalize(self) -> dict[str, Any]:
         """Re-measure the front with the full measurement, export artifacts, write result.json."""
-        from cosearch.compile.measure import MeasureConfig  # noqa: F401 - documents what final means
-
         pdir = self.out / "pareto"
         tmp_root = Path(tempfile.mkdtemp(prefix=".pareto-", dir=self.out))
         items = []
@@ -740,7 +846,12 @@ class Search:
             "failed": c["failed"],
             "trials": self.trials,
             "wall_s": wall,
-            "latency_calibration": self.cal.summary(),
+            "latency_calibration": self.cal.summary() | {
+                "arch_prediction_log_rmse": (math.sqrt(sum(v * v for v in self.arch_err) / len(self.arch_err))
+                                             if self.arch_err else None),
+                "arch_prediction_n": len(self.arch_err),
+                "note": "arch_prediction: latency predicted from plan + database + task model before tuning, "
+                        "vs the measurement after the arch's first tuning step"},
             "predictors": {"accuracy": self.apred.summary(),
                            "task_latency": {"samples": len(self.tpred.y), "warm_samples": self.tpred.warm,
                                             "online_log_rmse": self.tpred.err_std()}},

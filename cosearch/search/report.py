@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from cosearch.errors import CosearchError
-from cosearch.search.pareto import Objectives, dominated, pareto_indices
+from cosearch.search.pareto import Objectives, dominated
 
 __all__ = ["write_report", "write_compare_report"]
 
@@ -180,28 +180,13 @@ def _short(v: Any, n: int = 160) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
-def _ranks(xs: list[float]) -> list[float]:
-    order = sorted(range(len(xs)), key=lambda i: xs[i])
-    r = [0.0] * len(xs)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            r[order[k]] = (i + j) / 2
-        i = j + 1
-    return r
-
-
 def _spearman(xs: list[float], ys: list[float]) -> float:
-    if len(xs) < 3:
+    """Spearman rank correlation (scipy; NaN for fewer than 3 points or constant input)."""
+    if len(xs) < 3 or len(set(xs)) < 2 or len(set(ys)) < 2:
         return math.nan
-    rx, ry = _ranks(xs), _ranks(ys)
-    mx, my = statistics.fmean(rx), statistics.fmean(ry)
-    num = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
-    den = math.sqrt(sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry))
-    return num / den if den > 0 else math.nan
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(xs, ys).statistic)
 
 
 # ============================================================================ plotting
@@ -273,6 +258,7 @@ class _Run:
     acc: dict[str, list[tuple[str, float, float]]] = field(default_factory=lambda: defaultdict(list))
     pred: dict[str, list[tuple[float, str, float]]] = field(default_factory=lambda: defaultdict(list))
     measured: dict[str, float] = field(default_factory=dict)  # last successful measurement
+    measures: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))  # (t, ms)
     pairs: list[tuple[str, float, float, str]] = field(default_factory=list)  # key, pred, measured, source
     stop_arch: list[dict] = field(default_factory=list)
     stop_task: list[dict] = field(default_factory=list)
@@ -358,6 +344,7 @@ def _load_run(run_dir: Path) -> _Run:
             ms = _num(ev.get("ms"))
             if ev.get("ok", True) and math.isfinite(ms) and ms > 0:
                 run.measured[key] = ms
+                run.measures[key].append((t, ms))
                 if key not in paired:  # the prediction made before the first measurement
                     p = _num(ev.get("pred_ms"))
                     src = last_pred.get(key, (math.nan, "?"))[1]
@@ -457,10 +444,11 @@ def _plot_hypervolume(run: _Run) -> tuple[bytes | None, str]:
     final = run.fronts[-1][1]
     for frac, style in ((0.95, ":"), (0.99, "--")):
         if final > 0:
-            ax.axhline(final * frac, color="#777", linestyle=style, linewidth=0.7)
             t_hit = next(t for t, h in zip(ts, hv) if h >= final * frac)
-            ax.annotate(f"{int(frac * 100)} % at {_dur(t_hit)}", (t_hit, final * frac), fontsize=7,
-                        textcoords="offset points", xytext=(4, -10), color="#555")
+            ax.axhline(final * frac, color="#777", linestyle=style, linewidth=0.8,
+                       label=f"{int(frac * 100)} % of final, reached at {_dur(t_hit)}")
+    if final > 0:
+        ax.legend(fontsize=7, loc="lower right", framealpha=0.9)
     ax.set_xlabel("time since run start (s)")
     ax.set_ylabel("hypervolume (normalised)")
     ax.set_ylim(bottom=0)
@@ -576,22 +564,34 @@ def _plot_decisions(run: _Run) -> tuple[bytes | None, str]:
 
 # ============================================================================ HTML
 _CSS = """
-body{font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0;background:#f5f6f8;color:#1d2430}
+body{
+  font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0;background:#f5f6f8;
+  color:#1d2430}
 main{max-width:1100px;margin:0 auto;padding:24px 28px 48px}
-h1{font-size:1.6em;margin:0 0 4px} h2{font-size:1.2em;margin:32px 0 10px;border-bottom:2px solid #e1e4e8;padding-bottom:4px}
+h1{font-size:1.6em;margin:0 0 4px}
+h2{font-size:1.2em;margin:32px 0 10px;border-bottom:2px solid #e1e4e8;padding-bottom:4px}
 .sub{color:#5a6472;margin:0 0 18px}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin:16px 0}
-.card{background:#fff;border-radius:8px;padding:10px 16px;box-shadow:0 1px 3px rgba(0,0,0,.08);min-width:110px}
-.card .v{font-size:1.4em;font-weight:600} .card .l{color:#5a6472;font-size:.8em;text-transform:uppercase;letter-spacing:.04em}
-table{border-collapse:collapse;background:#fff;box-shadow:0 1px 3px rgba(0,0,0,.08);border-radius:6px;overflow:hidden;font-size:.9em;margin:6px 0}
+.card{
+  background:#fff;border-radius:8px;padding:10px 16px;box-shadow:0 1px 3px rgba(0,0,0,.08);
+  min-width:110px}
+.card .v{font-size:1.4em;font-weight:600}
+.card .l{color:#5a6472;font-size:.8em;text-transform:uppercase;letter-spacing:.04em}
+table{
+  border-collapse:collapse;background:#fff;box-shadow:0 1px 3px rgba(0,0,0,.08);border-radius:6px;
+  overflow:hidden;font-size:.9em;margin:6px 0}
 th,td{padding:6px 10px;text-align:left;border-bottom:1px solid #eef0f3;vertical-align:top}
-th{background:#eef1f5;font-weight:600} td.n{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#eef1f5;font-weight:600}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
 code{background:#eef1f5;padding:1px 5px;border-radius:4px;font-size:.88em;word-break:break-all}
 .plots{display:flex;flex-wrap:wrap;gap:14px}
 figure{background:#fff;margin:0;padding:8px;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.08)}
-figure img{display:block;max-width:100%} figcaption{color:#5a6472;font-size:.8em;padding:4px 2px 0;max-width:760px}
+figure img{display:block;max-width:100%}
+figcaption{color:#5a6472;font-size:.8em;padding:4px 2px 0;max-width:760px}
 .note{background:#fff8e1;border-left:4px solid #f0b400;padding:8px 12px;margin:6px 0;border-radius:4px}
-.empty{background:#fdecea;border-left:4px solid #d62728;padding:12px 14px;margin:12px 0;border-radius:4px;font-weight:600}
+.empty{
+  background:#fdecea;border-left:4px solid #d62728;padding:12px 14px;margin:12px 0;border-radius:4px;
+  font-weight:600}
 .muted{color:#5a6472}
 """
 
@@ -778,10 +778,9 @@ def write_report(run_dir: Path) -> Path:
         for e in run.stop_arch:
             k = str(e.get("key"))
             t_stop = _num(e.get("t"))
-            later = [ev for ev in run.events if ev.get("event") == "measure" and str(ev.get("key")) == k
-                     and _num(ev.get("t")) >= t_stop and ev.get("ok", True) and _ok(_num(ev.get("ms")))]
+            later = [ms for t, ms in run.measures.get(k, []) if t >= t_stop]
             if later:
-                ms = _num(later[-1].get("ms"))
+                ms = later[-1]
                 a = run.accuracy(k)[0]
                 checked.append((_num(e.get("lat_opt_ms")) <= ms, dominated((a, ms), final_front) if _ok(a) else None))
         if checked:

@@ -1,0 +1,252 @@
+"""Library entry points behind ``cosearch search`` / ``cosearch compare``.
+
+``prepare(cfg, out, ...)`` validates everything cheap before any work (space,
+estimator, target, out folder, schedules folder) and returns the pieces;
+``calibrate_objectives`` fixes the reference point; ``run_search`` /
+``resume_search`` run a folder to its end.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cosearch.errors import CosearchError
+from cosearch.search import pareto
+from cosearch.search.evaluator import Evaluator, FakeEvaluator
+from cosearch.search.loop import Search, SearchConfig
+from cosearch.search.predictors import TaskLatencyPredictor
+
+
+@dataclass
+class Prepared:
+    cfg: SearchConfig
+    space: Any
+    estimator: Any
+    target: Any
+    schedules: Path
+    pool: list[str] | None
+
+
+def is_search_dir(p: Path) -> bool:
+    try:
+        cfg = json.loads((Path(p) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(cfg, dict) and cfg.get("command") == "search" and "search" in cfg
+
+
+def check_out(out: Path) -> Path:
+    out = Path(out)
+    if out.exists():
+        if not out.is_dir():
+            raise CosearchError(f"--out {str(out)!r} is a file; expected a new or empty folder")
+        if any(out.iterdir()):
+            if is_search_dir(out):
+                raise CosearchError(f"--out {str(out)!r} holds a search already; continue it with --resume {out}")
+            raise CosearchError(f"--out {str(out)!r} holds something else; give a new or empty folder")
+    probe = out.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise CosearchError(f"--out {str(out)!r}: {str(probe)!r} is not writable")
+    return out
+
+
+def table_archs(spec: str, space) -> list[str] | None:
+    name, _, path = spec.partition(":")
+    if name != "table":
+        return None
+    archs, keys = [], set()
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            a = space.canonical((row.get("arch") or "").strip())
+            k = space.key(a)
+            if k not in keys:
+                keys.add(k)
+                archs.append(a)
+    return archs
+
+
+def prepare(cfg: SearchConfig, *, schedules: str | None = None, out: Path | None = None,
+            check_out_dir: bool = True) -> Prepared:
+    from cosearch.estimate import create_estimator
+    from cosearch.space import create_space
+
+    space = create_space(cfg.space, **cfg.space_settings)
+    estimator = create_estimator(cfg.estimator, seed=cfg.seed) if cfg.estimator != "synthetic" else None
+    if cfg.estimator == "synthetic" and cfg.evaluator != "fake":
+        raise CosearchError("estimator 'synthetic' exists only with the test evaluator (--evaluator fake)")
+    pool = table_archs(cfg.estimator, space)
+    target = None
+    if cfg.evaluator == "engine":
+        from cosearch.compile.engine import default_schedules_dir
+        from cosearch.compile.target import load_target
+
+        target = load_target(cfg.target)
+        sched = Path(schedules) if schedules else default_schedules_dir(target)
+    else:
+        if out is None and schedules is None:
+            raise CosearchError("the fake evaluator needs --schedules or --out")
+        sched = Path(schedules) if schedules else Path(out) / "fake-schedules"
+    if sched.exists() and not sched.is_dir():
+        raise CosearchError(f"--schedules {str(sched)!r} is a file; expected a directory (created if missing)")
+    if out is not None and check_out_dir:
+        check_out(out)
+    return Prepared(cfg, space, estimator, target, sched, pool)
+
+
+def make_evaluator(p: Prepared, *, run_dir: Path | None = None, schedules: Path | None = None) -> Evaluator:
+    sched = Path(schedules) if schedules is not None else p.schedules
+    if p.cfg.evaluator == "fake":
+        return FakeEvaluator(p.space, p.estimator, schedules_dir=sched, seed=p.cfg.seed)
+    from cosearch.search.engine_evaluator import EngineEvaluator
+
+    return EngineEvaluator(p.space, p.estimator, p.target, schedules_dir=sched, seed=p.cfg.seed, log_dir=run_dir)
+
+
+def calibrate_objectives(p: Prepared, ev: Evaluator) -> tuple[pareto.Objectives, dict[str, Any]]:
+    """The reference point, fixed before the run (identical for every strategy of a compare).
+
+    A seeded sample of ``cfg.calibration_archs`` architectures (from the table's
+    archs for ``table:``) is scored by the full estimator and compiled + measured
+    against the *starting* schedule database. accuracy_ref = lowest sample score
+    (``table:``: lowest table score), accuracy_best = highest + 10 % of the range;
+    latency_ref_ms = 1.5 x the slowest sample measurement, latency_best_ms = 0.
+    """
+    cfg = p.cfg
+    rng = np.random.default_rng([cfg.seed, 3])
+    n = cfg.calibration_archs
+    if p.pool:
+        idx = rng.choice(len(p.pool), size=min(n, len(p.pool)), replace=False)
+        sample = [p.pool[int(i)] for i in idx]
+    else:
+        sample, keys = [], set()
+        for _ in range(50 * n):
+            a = p.space.sample(rng)
+            if p.space.key(a) not in keys:
+                keys.add(p.space.key(a))
+                sample.append(a)
+            if len(sample) >= n:
+                break
+    scores, lats = [], []
+    for a in sample:
+        scores.append(ev.accuracy(a)[0])
+        m = ev.measure(a)
+        if m.ok:
+            lats.append(m.ms)
+    if p.pool and p.estimator is not None:
+        table = [ev.accuracy(a)[0] for a in p.pool]
+        lo, hi = min(table), max(table)
+    else:
+        lo, hi = min(scores), max(scores)
+        hi = hi + 0.1 * (hi - lo)
+    if not hi > lo:
+        hi = lo + 1.0
+    if not lats:
+        # nothing measured (all failed): fall back on the predicted untuned kernel sum
+        for a in sample:
+            plan = ev.plan(a)
+            lats.append(sum(t.weight * TaskLatencyPredictor.heuristic_us(t, 0) for t in plan.tasks) / 1000)
+    obj = pareto.Objectives(accuracy_ref=float(lo), accuracy_best=float(hi), latency_ref_ms=1.5 * max(lats),
+                            latency_best_ms=0.0)
+    info = {"archs": sample, "scores": scores, "latency_ms": lats,
+            "rule": "acc ref=min, best=max+10% range (table: table min/max); lat ref=1.5x slowest, best=0"}
+    return obj, info
+
+
+def run_search(cfg: SearchConfig, out: Path, *, schedules: str | None = None, objectives: pareto.Objectives | None = None,
+               calibration: dict | None = None, progress: bool = True, command: list[str] | None = None,
+               prepared: Prepared | None = None) -> dict[str, Any]:
+    p = prepared or prepare(cfg, schedules=schedules, out=out)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ev = make_evaluator(p, run_dir=out)
+    if objectives is None:
+        objectives, calibration = calibrate_objectives(p, ev)
+        if hasattr(ev, "sim"):
+            ev.sim = 0.0  # the calibration is outside the run's clock
+    extra = {"argv": command or [], "calibration": calibration or {},
+             "target": p.target.to_dict() if p.target is not None else None}
+    return _drive(p, ev, out, objectives, extra, resume=False, progress=progress)
+
+
+def _drive(p: Prepared, ev: Evaluator, out: Path, objectives, extra, *, resume: bool, progress: bool):
+    from cosearch.progress import ProgressDisplay
+
+    cfg = p.cfg
+    total = cfg.budget_s if cfg.budget_s is not None else cfg.max_archs
+    unit = "s" if cfg.budget_s is not None else "archs"
+    disp = ProgressDisplay(f"search {cfg.strategy}", total=float(total), unit=unit) if progress else None
+    if disp is not None:
+        with disp:
+            s = Search(cfg, out, ev, schedules_dir=p.schedules, objectives=objectives, config_extra=extra,
+                       progress=disp, pool=p.pool, resume=resume)
+            return s.run()
+    s = Search(cfg, out, ev, schedules_dir=p.schedules, objectives=objectives, config_extra=extra,
+               progress=None, pool=p.pool, resume=resume)
+    return s.run()
+
+
+def resume_search(out: Path, *, cfg: SearchConfig | None = None, progress: bool = True) -> dict[str, Any]:
+    out = Path(out)
+    if not out.is_dir() or not is_search_dir(out):
+        raise CosearchError(f"--resume {str(out)!r} is not a search folder (no config.json of a search)")
+    conf = json.loads((out / "config.json").read_text())
+    try:
+        stored = SearchConfig(**conf["search"])
+    except (TypeError, CosearchError) as e:
+        raise CosearchError(f"--resume {str(out)!r}: its config.json is not readable by this version ({e})") from None
+    if cfg is not None and cfg.hash() != stored.hash():
+        diff = [k for k, v in cfg.to_dict().items() if stored.to_dict().get(k) != v]
+        raise CosearchError(f"--resume {str(out)!r} was started with other settings ({', '.join(diff)} differ)")
+    from cosearch.search.journal import read_journal
+
+    if any(ev.get("event") == "result" for ev in read_journal(out / "journal.jsonl")) and (out / "result.json").exists():
+        return json.loads((out / "result.json").read_text()) | {"already_complete": True}
+    p = prepare(stored, schedules=conf.get("schedules"), out=out, check_out_dir=False)
+    ev = make_evaluator(p, run_dir=out)
+    obj = pareto.Objectives.from_dict(conf["objectives"])
+    return _drive(p, ev, out, obj, {}, resume=True, progress=progress)
+
+
+def write_report_safe(out: Path) -> tuple[Path | None, str | None]:
+    try:
+        from cosearch.search.report import write_report
+    except ImportError as e:
+        return None, f"report module unavailable: {e}"
+    try:
+        return write_report(Path(out)), None
+    except Exception as e:  # noqa: BLE001 - the search result stands without its report
+        return None, f"report failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+
+
+def summary_text(out: Path, result: dict[str, Any], report: Path | None) -> str:
+    lines = [f"search {result.get('strategy')}: {result.get('proposed')} proposed, {result.get('evaluated')} evaluated, "
+             f"{result.get('stopped_early')} stopped early, {result.get('failed')} failed, {result.get('trials')} "
+             f"tuning trials, {result.get('wall_s', 0):.1f} s; hypervolume {result.get('hypervolume', 0):.4f}"]
+    lines.append(f"{'#':>2}  {'accuracy':>9}  {'latency ms':>10}  arch")
+    for i, r in enumerate(result.get("pareto", [])):
+        acc = r.get("accuracy")
+        lat = r.get("latency_ms")
+        lines.append(f"{i:>2}  {acc if acc is None else f'{acc:9.3f}'}  {lat if lat is None else f'{lat:10.4f}'}  {r['arch']}")
+    cal = result.get("latency_calibration", {})
+    if cal.get("n"):
+        lines.append(f"latency calibration: ms = {cal['a']:.3g} x kernel sum + {cal['b']:.3g} "
+                     f"(n={cal['n']}, online error {cal.get('mape_online', float('nan')):.1%})")
+    lines.append(f"result: {out / 'result.json'}; journal: {out / 'journal.jsonl'}; artifacts: {out / 'pareto'}/<i>")
+    if report is not None:
+        lines.append(f"report: {report}")
+    if result.get("pareto"):
+        lines.append(f"run one: cosearch run {out / 'pareto' / '0'}")
+    return "\n".join(lines)
+
+
+__all__ = ["prepare", "run_search", "resume_search", "calibrate_objectives", "check_out", "summary_text",
+           "write_report_safe", "is_search_dir"]

@@ -1,0 +1,133 @@
+"""``EngineEvaluator``: the ``Evaluator`` on real TVM through ``cosearch.compile.engine``.
+
+Plans (imported model + MetaSchedule tasks) are kept in a small LRU cache keyed
+by arch: the loop plans an arch once, tunes its new tasks, measures it, and
+touches it again only when it is on the front (re-measure, final measure,
+export). Every TVM failure becomes a ``Measured``/exception with one line that
+the loop journals as a ``fail`` event (failures are data).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Sequence
+
+from cosearch.search.evaluator import Evaluator, Measured, Plan, Task, TaskState, TuneResult, merge_tasks
+
+
+def _one_line(e: BaseException) -> str:
+    s = str(e).strip()
+    return (s.splitlines()[0] if s else type(e).__name__)[:300]
+
+
+class EngineEvaluator(Evaluator):
+    kind = "engine"
+
+    def __init__(self, space, estimator, target, *, schedules_dir: Path, seed: int = 0, log_dir: Path | None = None,
+                 cache: int = 48, tune_overrides: dict[str, Any] | None = None) -> None:
+        super().__init__(space, estimator)
+        self.target = target
+        self.db = Path(schedules_dir)
+        self.db.mkdir(parents=True, exist_ok=True)
+        self.seed = int(seed)
+        self.log_dir = log_dir
+        self._plans: OrderedDict[str, Any] = OrderedDict()
+        self._cache = int(cache)
+        self._ptasks: dict[str, Any] = {}  # workload -> PlannedTask (for tune_tasks)
+        self._exe: dict[str, tuple[Any, Any]] = {}  # arch -> (executable, latency) of the last final measure
+        self.tune_overrides = dict(tune_overrides or {})
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, "seed": self.seed, "target": self.target.name, "tune": self.tune_overrides}
+
+    def _engine_plan(self, arch: str):
+        from cosearch.compile import engine
+
+        p = self._plans.get(arch)
+        if p is None:
+            imported = engine.import_arch(self.space, arch, seed=self.seed)
+            with self._quiet():
+                p = engine.plan(imported, self.target)
+            self._plans[arch] = p
+            while len(self._plans) > self._cache:
+                self._plans.popitem(last=False)
+        else:
+            self._plans.move_to_end(arch)
+        for t in p.tasks:
+            if t.tunable:
+                self._ptasks.setdefault(t.workload, t)
+        return p
+
+    def plan(self, arch: str) -> Plan:
+        t0 = time.perf_counter()
+        p = self._engine_plan(arch)
+        tasks = [Task(t.workload, int(t.weight), t.features.op_kind, float(t.features.flops),
+                      tuple(tuple(int(v) for v in s) for s in t.features.shapes), t.name)
+                 for t in p.tasks if t.tunable]
+        return Plan(arch, merge_tasks(tasks), time.perf_counter() - t0, handle=p)
+
+    def task_states(self, plan: Plan) -> dict[str, TaskState]:
+        from cosearch.compile import engine
+
+        p = plan.handle if plan.handle is not None else self._engine_plan(plan.arch)
+        return {w: TaskState(s.best_us, int(s.trials_spent)) for w, s in engine.status(p, self.db).items()}
+
+    def tune(self, tasks: Sequence[Task], budgets: dict[str, int]) -> TuneResult:
+        from cosearch.compile import engine
+        from cosearch.compile.tune import TuneConfig
+
+        pts = [self._ptasks[t.workload] for t in tasks if t.workload in self._ptasks]
+        total = int(sum(budgets.get(t.workload, 0) for t in tasks))
+        if not pts or total <= 0:
+            return TuneResult(0, 0.0, {}, {})
+        cfg = TuneConfig(**{"trials": total, "seed": self.seed, "patience": None, **self.tune_overrides})
+        out = engine.tune_tasks(pts, self.target, database_dir=self.db, trials=total, config=cfg,
+                                budgets={w: int(n) for w, n in budgets.items()}, log_dir=self.log_dir)
+        return TuneResult(int(out.trials_run), float(out.seconds),
+                          {w: o.best_us for w, o in out.tasks.items()},
+                          {w: int(o.trials) for w, o in out.tasks.items()})
+
+    def measure(self, arch: str, *, final: bool = False) -> Measured:
+        from cosearch.compile import engine
+        from cosearch.compile.measure import SEARCH_MEASURE, MeasureConfig, measure
+
+        t0 = time.perf_counter()
+        try:
+            p = self._engine_plan(arch)
+        except Exception as e:  # noqa: BLE001
+            return Measured(None, _one_line(e), "export", time.perf_counter() - t0)
+        try:
+            with self._quiet():
+                exe = engine.compile_plan(p, self.db)
+        except Exception as e:  # noqa: BLE001
+            return Measured(None, _one_line(e), "compile", time.perf_counter() - t0)
+        if self.target.measure == "none":
+            return Measured(None, f"target {self.target.name!r} is compile-only", "measure", time.perf_counter() - t0)
+        cfg = MeasureConfig(seed=self.seed) if final else SEARCH_MEASURE
+        try:
+            res = measure(exe, self.target, p.imported.inputs, config=cfg)
+        except Exception as e:  # noqa: BLE001
+            return Measured(None, _one_line(e), "measure", time.perf_counter() - t0)
+        if not res.ok:
+            return Measured(None, str(res.error)[:300], "measure", time.perf_counter() - t0)
+        if final:
+            self._exe[arch] = (exe, res.latency)
+        return Measured(float(res.latency.median_ms), None, "measure", time.perf_counter() - t0)
+
+    def _quiet(self):
+        """TVM's C++ warnings (printed on fd 2 while compiling) go to ``<run dir>/compile.log``."""
+        from cosearch.compile import engine
+
+        return engine.quiet_native_logs(Path(self.log_dir) / "compile.log" if self.log_dir else None)
+
+    def export(self, arch: str, out_dir: Path, *, config: dict[str, Any]) -> None:
+        from cosearch.compile import engine
+
+        p = self._engine_plan(arch)
+        exe, lat = self._exe.get(arch, (None, None))
+        with self._quiet():
+            if exe is None:
+                exe = engine.compile_plan(p, self.db)
+            engine.write_model_artifact(out_dir, p, exe, self.db, latency=lat, config=config)

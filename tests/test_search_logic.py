@@ -1,0 +1,123 @@
+"""Search logic with the FakeEvaluator (a simulated compiler, for search-logic tests only):
+determinism under a seed, strategies, early-stop decisions, journal torn-line tolerance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cosearch.errors import CosearchError
+from cosearch.search import pareto
+from cosearch.search.evaluator import FakeEvaluator
+from cosearch.search.journal import Journal, read_journal
+from cosearch.search.loop import Rec, Search, SearchConfig
+from cosearch.space import create_space
+
+OBJ = pareto.Objectives(accuracy_ref=50.0, accuracy_best=100.0, latency_ref_ms=300.0, latency_best_ms=0.0)
+
+
+def _search(tmp: Path, name: str, **kw) -> Search:
+    cfg = SearchConfig(**{"space": "nb201", "estimator": "synthetic", "evaluator": "fake", "max_archs": 12, **kw})
+    space = create_space("nb201")
+    ev = FakeEvaluator(space, None, schedules_dir=tmp / name / "sched", seed=cfg.seed)
+    return Search(cfg, tmp / name, ev, schedules_dir=tmp / name / "sched", objectives=OBJ)
+
+
+def _events(d: Path, kind: str) -> list[dict]:
+    return [e for e in read_journal(d / "journal.jsonl") if e["event"] == kind]
+
+
+def test_joint_is_deterministic_under_a_seed(tmp_path):
+    r1 = _search(tmp_path, "a", seed=3).run()
+    r2 = _search(tmp_path, "b", seed=3).run()
+    r3 = _search(tmp_path, "c", seed=4).run()
+    arch = lambda d: [e["arch"] for e in _events(tmp_path / d, "propose")]  # noqa: E731
+    assert arch("a") == arch("b") and len(arch("a")) == 12
+    assert arch("a") != arch("c")
+    assert [p["arch"] for p in r1["pareto"]] == [p["arch"] for p in r2["pareto"]]
+    assert r1["hypervolume"] == pytest.approx(r2["hypervolume"])
+    assert r1["hypervolume"] > 0 and r1["pareto"]
+    keys = [e["key"] for e in _events(tmp_path / "a", "propose")]
+    assert len(keys) == len(set(keys))  # an isomorphic arch is never evaluated twice
+    assert (tmp_path / "a" / "result.json").exists() and (tmp_path / "a" / "pareto" / "0").is_dir()
+
+
+@pytest.mark.parametrize("strategy", ["sequential", "brute"])
+def test_baselines_run_on_the_same_code_path(tmp_path, strategy):
+    res = _search(tmp_path, strategy, strategy=strategy, max_archs=8, subset=8, trials_per_task=16).run()
+    assert res["evaluated"] >= 1 and res["pareto"]
+    tunes = _events(tmp_path / strategy, "tune")
+    assert tunes and sum(e["trials"] for e in tunes) == res["trials"]
+    if strategy == "brute":  # every task of every arch tuned to the full per-task budget
+        ev = FakeEvaluator(create_space("nb201"), None, schedules_dir=tmp_path / strategy / "sched")
+        assert ev.trials and all(n == 16 for n in ev.trials.values())
+
+
+def test_early_stop_uses_the_optimistic_prediction(tmp_path):
+    s = _search(tmp_path, "stop", max_archs=5)
+    best = Rec("x", "front-key", 0, status="evaluated", acc=99.0, ms=10.0)
+    s.archive["front-key"] = best
+    s.front_keys = ["front-key"]
+    s.apred.optimistic = lambda x: 80.0  # synthetic predictors
+    s.optimistic_ms = lambda rec: 20.0
+    s.apred.predict = lambda x: 79.0
+    rec, handle = s.propose()
+    s.evaluate_joint(rec, handle)
+    stops = _events(tmp_path / "stop", "stop_arch")
+    assert rec.status == "stopped" and stops and stops[0]["reason"] == "predicted_dominated"
+    assert stops[0]["acc_opt"] == 80.0 and stops[0]["lat_opt_ms"] == 20.0
+    assert not [e for e in _events(tmp_path / "stop", "accuracy") if e["fidelity"] == "full"]
+    # an optimistic point not dominated by the front is evaluated
+    s.apred.optimistic = lambda x: 100.0
+    s.optimistic_ms = lambda rec: 5.0
+    rec2, h2 = s.propose()
+    s.evaluate_joint(rec2, h2)
+    assert rec2.status == "evaluated" and rec2.ms is not None
+
+
+def test_task_gain_below_threshold_stops_tuning(tmp_path):
+    s = _search(tmp_path, "tasks", max_archs=4)
+    for _ in range(3):
+        rec, h = s.propose()
+        s.evaluate_joint(rec, h)
+    s.tpred.gain_ratio = lambda t, trials, more: 1.0  # synthetic: no task can gain
+    n = s.trials
+    s.refine()
+    assert s.trials == n
+    assert _events(tmp_path / "tasks", "stop_task")
+    s.tpred.gain_ratio = lambda t, trials, more: 0.5  # every task halves: worth tuning
+    s.refine()
+    assert s.trials > n
+
+
+def test_journal_tolerates_a_torn_last_line(tmp_path):
+    j = Journal(tmp_path)
+    j.write("start", resume=False)
+    j.write("propose", key="k", arch="a", n=1)
+    j.close()
+    with open(tmp_path / "journal.jsonl", "ab") as fh:
+        fh.write(b'{"v": 1, "event": "meas')
+    evs = read_journal(tmp_path / "journal.jsonl")
+    assert [e["event"] for e in evs] == ["start", "propose"]
+    j2 = Journal(tmp_path, t0_offset=5.0)  # reopening drops the torn tail before appending
+    j2.write("done", reason="budget")
+    j2.close()
+    evs = read_journal(tmp_path / "journal.jsonl")
+    assert [e["event"] for e in evs] == ["start", "propose", "done"] and evs[-1]["t"] >= 5.0
+    lines = (tmp_path / "journal.jsonl").read_text().splitlines()
+    assert all(json.loads(x) for x in lines)
+    # damage in the middle is not silently skipped
+    (tmp_path / "journal.jsonl").write_text(lines[0] + "\n{oops\n" + lines[1] + "\n")
+    with pytest.raises(CosearchError, match="line 2"):
+        read_journal(tmp_path / "journal.jsonl")
+
+
+def test_failures_are_data(tmp_path):
+    cfg = SearchConfig(space="nb201", estimator="synthetic", evaluator="fake", max_archs=10, seed=1)
+    ev = FakeEvaluator(create_space("nb201"), None, schedules_dir=tmp_path / "sched", fail_rate=0.4)
+    res = Search(cfg, tmp_path / "run", ev, schedules_dir=tmp_path / "sched", objectives=OBJ).run()
+    fails = _events(tmp_path / "run", "fail")
+    assert fails and all(f["stage"] == "compile" for f in fails)
+    assert res["failed"] == len({f["key"] for f in fails}) and res["proposed"] == 10
