@@ -22,7 +22,7 @@ def add_search_options(p, *, strategies: bool = True) -> None:
     p.add_argument("--budget", default=None, metavar="DURATION", help="wall budget, e.g. 30m, 90s, 1h")
     p.add_argument("--max-archs", default=None, metavar="N", help="stop after N distinct architectures")
     p.add_argument("--seed", default=None, metavar="S", help="seed of every stochastic part (default 0)")
-    p.add_argument("--schedules", default=None, metavar="DIR", help="schedule database (default <repo>/schedules/<target>/)")
+    p.add_argument("--schedules", default=None, metavar="DIR", help="schedule database (default: the target's, one per resolved machine key)")
     p.add_argument("--trials-per-task", default=None, metavar="N", help="full tuning budget per task (default 32)")
     p.add_argument("--tune-batch", default=None, metavar="N", help="trials per task per tuning step (default 8)")
     p.add_argument("--population", default=None, metavar="N", help="NSGA-II population (default 16)")

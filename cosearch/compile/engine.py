@@ -19,7 +19,8 @@ records seed the search's database, so MetaSchedule's evolutionary search starts
 from them, and the trials it already had are counted from the history file.
 
 **Where the trials go** (``allocate``): first one batch to every task the
-database lacks (an untuned task runs TVM's serial default schedule); the rest in
+database lacks (an untuned task runs a seeded, unmeasured fallback schedule at
+best: ``cosearch.compile.fallback``); the rest in
 proportion to ``weight x best µs / sqrt(1 + trials spent)``, an estimate of the
 time each task still costs the model per trial spent on it, capped per task
 (``TuneConfig.trials_per_task``). The rule (``EarlyStopRule``) may skip a task
@@ -695,14 +696,17 @@ def tune_tasks(
 
 
 # --------------------------------------------------------------------------- compile / export
-def compile_plan(plan_: ModelPlan, database_dir: Path | str):
-    """``tvm.compile`` of the plan's model with the database applied."""
+def compile_plan(plan_: ModelPlan, database_dir: Path | str, *, report: list | None = None):
+    """``tvm.compile`` of the plan's model with the database applied. Records that do not
+    replay on a kernel are skipped (warning); kernels without a usable record get the
+    seeded fallback schedule on CPU (``cosearch.compile.fallback``). ``report``, when
+    given, receives one ``KernelChoice`` per kernel (source db / fallback / default)."""
     from cosearch.compile import database as dbmod
     from cosearch.compile.codegen import compile_with_database
 
     db = dbmod.open_database(database_dir)
     try:
-        return compile_with_database(plan_.imported.mod, plan_.target, db)
+        return compile_with_database(plan_.imported.mod, plan_.target, db, report=report)
     except CosearchError:
         raise
     except Exception as e:  # noqa: BLE001 - TVM errors: one line
@@ -714,13 +718,19 @@ def _first_line(e: BaseException) -> str:
     return (s.splitlines()[0] if s else type(e).__name__)[:300]
 
 
-def task_reports(plan_: ModelPlan, database_dir: Path | str, outcome: TuneOutcome | None = None):
-    """``TaskReport`` per task (``source`` db / tuned / untuned) for artifacts and summaries."""
+def task_reports(plan_: ModelPlan, database_dir: Path | str, outcome: TuneOutcome | None = None,
+                 choices: Sequence[Any] | None = None):
+    """``TaskReport`` per task for artifacts and summaries. ``source``: ``tuned`` (this run),
+    ``db`` (a record from earlier runs), ``fallback`` (no usable record: the seeded
+    fallback schedule), ``untuned`` (TVM's default schedule). ``choices`` are the
+    ``KernelChoice``s of the compile: a task whose records did not replay is not "db"."""
     from cosearch.compile.tune import TaskReport
 
     st = status(plan_, database_dir)
+    by_name = {c.name: c for c in (choices or [])}
     out = []
     for t in plan_.tasks:
+        c = by_name.get(t.name)
         if not t.tunable:
             out.append(TaskReport(t.name, "untuned", 0, None, 0, t.weight))
             continue
@@ -728,17 +738,20 @@ def task_reports(plan_: ModelPlan, database_dir: Path | str, outcome: TuneOutcom
         o = outcome.tasks.get(t.workload) if outcome is not None else None
         ran = o is not None and o.trials > 0
         source = ("tuned" if ran else "db") if s.in_db else "untuned"
+        if c is not None and c.source != "db":
+            source = "fallback" if c.source == "fallback" else "untuned"
         out.append(TaskReport(t.name, source, o.trials if ran else 0, s.best_us, o.errors if ran else 0, t.weight))
     return out
 
 
 def write_model_artifact(out_dir: Path | str, plan_: ModelPlan, executable, database_dir: Path | str, *,
                          latency=None, latency_note: str | None = None, config: dict[str, Any],
-                         tuning: dict[str, Any] | None = None, outcome: TuneOutcome | None = None) -> Path:
+                         tuning: dict[str, Any] | None = None, outcome: TuneOutcome | None = None,
+                         choices: Sequence[Any] | None = None) -> Path:
     from cosearch.compile.artifact import write_artifact
 
     return write_artifact(out_dir, executable=executable, target=plan_.target, imported=plan_.imported,
-                          tasks=task_reports(plan_, database_dir, outcome), latency=latency,
+                          tasks=task_reports(plan_, database_dir, outcome, choices), latency=latency,
                           latency_note=latency_note, config=config, tuning=tuning)
 
 

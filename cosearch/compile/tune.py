@@ -208,11 +208,12 @@ def tune_and_compile(
         if outcome.trials_run:
             seconds["tune"] = time.perf_counter() - t1
     t3 = time.perf_counter()
-    executable = engine.compile_plan(plan, database_dir)
+    choices: list = []
+    executable = engine.compile_plan(plan, database_dir, report=choices)
     seconds["compile"] = time.perf_counter() - t3
     return TuneResult(
         executable=executable,
-        tasks=engine.task_reports(plan, database_dir, outcome),
+        tasks=engine.task_reports(plan, database_dir, outcome, choices),
         seconds=seconds,
         trials_run=outcome.trials_run if outcome else 0,
         records_written=outcome.records_written if outcome else 0,

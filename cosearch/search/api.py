@@ -106,8 +106,10 @@ def make_evaluator(p: Prepared, *, run_dir: Path | None = None, schedules: Path 
     sched = Path(schedules) if schedules is not None else p.schedules
     if p.cfg.evaluator == "fake":
         return FakeEvaluator(p.space, p.estimator, schedules_dir=sched, seed=p.cfg.seed)
+    from cosearch.compile.dbtarget import bind_database
     from cosearch.search.engine_evaluator import EngineEvaluator
 
+    bind_database(sched, p.target)  # a database tuned on another CPU is refused, never silently reused
     return EngineEvaluator(p.space, p.estimator, p.target, schedules_dir=sched, seed=p.cfg.seed, log_dir=run_dir)
 
 
