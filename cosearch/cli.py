@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 
-COMMANDS = ["targets", "tune", "run", "estimate", "search", "compare"]
+COMMANDS = ["targets", "tune", "run", "estimate", "search", "compare", "train"]
 
 
 def load_plugins() -> None:

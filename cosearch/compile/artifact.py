@@ -179,6 +179,7 @@ def write_artifact(
     tuning: dict[str, Any] | None = None,
     latency_note: str | None = None,
     overwrite_artifact: bool = True,
+    extra_meta: dict[str, Any] | None = None,
 ) -> Path:
     """Write the artifact atomically and return its path.
 
@@ -227,6 +228,11 @@ def write_artifact(
         }
         if latency is None:
             meta["latency_note"] = latency_note
+        if extra_meta:  # e.g. "accuracy" of a trained artifact
+            clash = set(extra_meta) & set(meta)
+            if clash:
+                raise CosearchError(f"extra_meta keys {sorted(clash)} clash with the artifact's own")
+            meta.update(extra_meta)
         _write_json(tmp / CONFIG, config)
         _write_json(tmp / META, meta)
         _swap_into_place(tmp, out)

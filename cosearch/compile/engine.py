@@ -747,12 +747,12 @@ def task_reports(plan_: ModelPlan, database_dir: Path | str, outcome: TuneOutcom
 def write_model_artifact(out_dir: Path | str, plan_: ModelPlan, executable, database_dir: Path | str, *,
                          latency=None, latency_note: str | None = None, config: dict[str, Any],
                          tuning: dict[str, Any] | None = None, outcome: TuneOutcome | None = None,
-                         choices: Sequence[Any] | None = None) -> Path:
+                         choices: Sequence[Any] | None = None, extra_meta: dict[str, Any] | None = None) -> Path:
     from cosearch.compile.artifact import write_artifact
 
     return write_artifact(out_dir, executable=executable, target=plan_.target, imported=plan_.imported,
                           tasks=task_reports(plan_, database_dir, outcome, choices), latency=latency,
-                          latency_note=latency_note, config=config, tuning=tuning)
+                          latency_note=latency_note, config=config, tuning=tuning, extra_meta=extra_meta)
 
 
 def default_schedules_dir(target: "TargetSpec") -> Path:

@@ -24,6 +24,7 @@ ESTIMATORS.register("zc", "cosearch.estimate.combine:ZeroCostCombined")
 ESTIMATORS.register("tenas-flops", "cosearch.estimate.combine:TENASFlopsCombined")
 ESTIMATORS.register("zc-all", "cosearch.estimate.combine:AllZeroCostCombined")
 ESTIMATORS.register("zc-xgb", "cosearch.estimate.combine:XGBZeroCostCombined")
+ESTIMATORS.register("train", "cosearch.estimate.train:TrainEstimator")
 
 
 def create_estimator(spec: str, /, **kwargs: Any) -> Estimator:
