@@ -42,6 +42,13 @@ def register(sub) -> None:
     p.add_argument("--proxy", default=None, metavar="P", help="sequential's latency proxy: flops (default) | untuned")
     p.add_argument("--subset", default=None, metavar="N", help="brute: size of the seeded subset (default --max-archs or 20)")
     p.add_argument("--latency-max-ms", default=None, metavar="X", help="ignore architectures slower than X ms")
+    p.add_argument("--train-pareto", default=None, metavar="N",
+                   help="after the search, train the N front points of highest accuracy estimate into "
+                   "DIR/trained/<i> (default 0: off; see docs/training.md)")
+    p.add_argument("--train-epochs", default=None, metavar="E", help="epochs of --train-pareto (default 3)")
+    p.add_argument("--train-data", default=None, metavar="D", help="dataset of --train-pareto (default digits)")
+    p.add_argument("--train-limit", default=None, metavar="N",
+                   help="train on a seeded subset of at most N images (quick runs, tests)")
     p.add_argument("--out", default=None, metavar="DIR", help="run folder (new or empty)")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue a killed or stopped search in DIR")
     p.set_defaults(func=run)
@@ -86,8 +93,16 @@ def _space_settings(items: list[str]) -> dict:
 
 def build_config(args, *, strategy: str | None = None):
     """SearchConfig from parsed args (only the options given; defaults from SearchConfig)."""
+    from cosearch.search.loop import SearchConfig
+
+    given = given_settings(args, strategy=strategy)
+    return SearchConfig(**given), given
+
+
+def given_settings(args, *, strategy: str | None = None) -> dict:
+    """The SearchConfig fields the command line gives (validated one by one), nothing else."""
     from cosearch.search.evaluator import check_evaluator_kind
-    from cosearch.search.loop import SearchConfig, parse_duration
+    from cosearch.search.loop import parse_duration
 
     given = {
         "strategy": strategy or getattr(args, "strategy", None),
@@ -106,9 +121,12 @@ def build_config(args, *, strategy: str | None = None):
         "calibration_archs": _int("--calibration-archs", args.calibration_archs),
         "evaluator": check_evaluator_kind(args.evaluator) if args.evaluator is not None else None,
         "space_settings": _space_settings(args.space_opt) if args.space_opt else None,
+        "train_pareto": _int("--train-pareto", getattr(args, "train_pareto", None), 0),
+        "train_epochs": _int("--train-epochs", getattr(args, "train_epochs", None)),
+        "train_data": getattr(args, "train_data", None),
+        "train_limit": _int("--train-limit", getattr(args, "train_limit", None), 3),
     }
-    given = {k: v for k, v in given.items() if v is not None}
-    return SearchConfig(**given), given
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def run(args) -> int:
@@ -118,7 +136,8 @@ def run(args) -> int:
         cfg = None
         explicit = [a for a in ("space", "estimator", "target", "budget", "max_archs", "seed", "strategy", "proxy",
                                 "subset", "trials_per_task", "tune_batch", "population", "evaluator",
-                                "latency_max_ms", "calibration_archs") if getattr(args, a, None) is not None]
+                                "latency_max_ms", "calibration_archs", "train_pareto", "train_epochs",
+                                "train_data", "train_limit") if getattr(args, a, None) is not None]
         if args.out is not None:
             raise CosearchError("--resume DIR continues DIR; do not give --out with it")
         if explicit:
@@ -129,7 +148,7 @@ def run(args) -> int:
             except (OSError, ValueError, KeyError, TypeError):
                 raise CosearchError(f"--resume {args.resume!r} is not a search folder (no config.json of a search)") \
                     from None
-            cfg_given, given = build_config(args)
+            given = given_settings(args)  # merged with the stored config below (no budget needed here)
             from cosearch.search.loop import SearchConfig
 
             cfg = SearchConfig(**{**stored, **given})

@@ -84,6 +84,10 @@ def prepare(cfg: SearchConfig, *, schedules: str | None = None, out: Path | None
     if cfg.estimator == "synthetic" and cfg.evaluator != "fake":
         raise CosearchError("estimator 'synthetic' exists only with the test evaluator (--evaluator fake)")
     pool = table_archs(cfg.estimator, space)
+    if cfg.train_pareto:
+        from cosearch.train.data import check_spec
+
+        check_spec(cfg.train_data)  # a bad --train-data fails now, not after the search
     target = None
     if cfg.evaluator == "engine":
         from cosearch.compile.engine import default_schedules_dir
@@ -176,7 +180,83 @@ def run_search(cfg: SearchConfig, out: Path, *, schedules: str | None = None, ob
             ev.sim = 0.0  # the calibration is outside the run's clock
     extra = {"argv": command or [], "calibration": calibration or {},
              "target": p.target.to_dict() if p.target is not None else None}
-    return _drive(p, ev, out, objectives, extra, resume=False, progress=progress)
+    result = _drive(p, ev, out, objectives, extra, resume=False, progress=progress)
+    return train_front(out, cfg, result, progress=progress)
+
+
+def train_front(out: Path, cfg: SearchConfig, result: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
+    """Train the ``cfg.train_pareto`` front points of highest accuracy estimate (after the search).
+
+    Each is trained with ``cosearch.train.deploy.train_artifact`` (``cfg.train_epochs``
+    epochs on ``cfg.train_data``, seed ``cfg.seed``; recompiled with the search's schedule
+    database, nothing tuned) into ``DIR/trained/<i>/`` (``i`` = the row of ``result.json``'s
+    ``pareto`` and of ``DIR/pareto/<i>``), then journalled as a ``train`` event; a failure
+    is a ``fail`` event with stage ``train`` and the rest goes on. Points with a ``train``
+    event already (an earlier session) are not retrained. ``result.json`` gets, per
+    Pareto point, ``trained``: {artifact, tvm_heldout, torch_heldout} or null.
+    """
+    import shutil
+    import sys
+    import time
+
+    from cosearch.search.journal import Journal, read_journal
+    from cosearch.search.loop import _atomic_json
+
+    out = Path(out)
+    points = [p for p in result.get("pareto", []) if isinstance(p, dict)]
+    events = read_journal(out / "journal.jsonl")
+    done = {e["key"]: e for e in events if e.get("event") == "train" and e.get("key")}
+    order = sorted(range(len(points)), key=lambda i: (-float(points[i].get("accuracy") or float("-inf")),
+                                                      float(points[i].get("latency_ms") or float("inf"))))
+    todo = [i for i in order[:cfg.train_pareto] if points[i].get("key") not in done]
+    if todo:
+        from cosearch.train.deploy import train_artifact
+        from cosearch.train.trainer import TrainConfig
+
+        conf = json.loads((out / "config.json").read_text())
+        tcfg = TrainConfig(epochs=cfg.train_epochs, seed=cfg.seed)
+        last_t = max((float(e.get("t") or 0.0) for e in events), default=0.0)
+        with Journal(out, t0_offset=last_t) as j:
+            for i in todo:
+                pt = points[i]
+                dest = out / "trained" / str(i)
+                if dest.exists():  # a session killed after writing, before journalling
+                    shutil.rmtree(dest)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                if progress:
+                    print(f"cosearch search: training pareto/{i} ({cfg.train_epochs} epochs on {cfg.train_data})",
+                          file=sys.stderr)
+                t0 = time.perf_counter()
+                try:
+                    tr = train_artifact(str(out / str(pt.get("artifact") or f"pareto/{i}")), out=dest,
+                                        data=cfg.train_data, config=tcfg, target=cfg.target,
+                                        schedules=conf.get("schedules"), split_seed=cfg.seed, limit=cfg.train_limit)
+                except Exception as e:  # noqa: BLE001 - one failed training never ends the run
+                    msg = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+                    j.write("fail", key=pt.get("key"), stage="train", error=msg)
+                    if progress:
+                        print(f"cosearch search: warning: training pareto/{i} failed: {msg}", file=sys.stderr)
+                    continue
+                acc = tr.accuracy
+                done[pt.get("key")] = j.write(
+                    "train", key=pt.get("key"), arch=pt.get("arch"), accuracy_estimate=pt.get("accuracy"),
+                    tvm_heldout=acc.get("tvm_heldout"), torch_heldout=acc.get("torch_heldout"),
+                    agreement=acc.get("agreement"), epochs=acc.get("epochs"),
+                    dataset=(acc.get("dataset") or {}).get("dataset"), seconds=round(time.perf_counter() - t0, 3),
+                    artifact=f"trained/{i}")
+    changed = False
+    for pt in points:
+        e = done.get(pt.get("key"))
+        tr = {"artifact": e.get("artifact"), "tvm_heldout": e.get("tvm_heldout"),
+              "torch_heldout": e.get("torch_heldout")} if e else None
+        if pt.get("trained", "absent") != tr:
+            pt["trained"] = tr
+            changed = True
+    if changed:
+        on_disk = json.loads((out / "result.json").read_text())
+        on_disk["pareto"] = points
+        _atomic_json(out / "result.json", on_disk)
+    return result
 
 
 def _drive(p: Prepared, ev: Evaluator, out: Path, objectives, extra, *, resume: bool, progress: bool):
@@ -208,14 +288,25 @@ def resume_search(out: Path, *, cfg: SearchConfig | None = None, progress: bool 
     if cfg is not None and cfg.hash() != stored.hash():
         diff = [k for k, v in cfg.to_dict().items() if stored.to_dict().get(k) != v]
         raise CosearchError(f"--resume {str(out)!r} was started with other settings ({', '.join(diff)} differ)")
+    if cfg is not None:  # the post-search training settings may change on resume (not in the hash)
+        from dataclasses import replace
+
+        from cosearch.search.loop import TRAIN_FIELDS, _atomic_json
+
+        new = replace(stored, **{k: getattr(cfg, k) for k in TRAIN_FIELDS})
+        if new != stored:
+            stored = new
+            _atomic_json(out / "config.json", conf | {"search": stored.to_dict()})
     from cosearch.search.journal import read_journal
 
     if any(ev.get("event") == "result" for ev in read_journal(out / "journal.jsonl")) and (out / "result.json").exists():
-        return json.loads((out / "result.json").read_text()) | {"already_complete": True}
+        result = json.loads((out / "result.json").read_text())
+        return train_front(out, stored, result, progress=progress) | {"already_complete": True}
     p = prepare(stored, schedules=conf.get("schedules"), out=out, check_out_dir=False)
     ev = make_evaluator(p, run_dir=out)
     obj = pareto.Objectives.from_dict(conf["objectives"])
-    return _drive(p, ev, out, obj, {}, resume=True, progress=progress)
+    result = _drive(p, ev, out, obj, {}, resume=True, progress=progress)
+    return train_front(out, stored, result, progress=progress)
 
 
 def write_report_safe(out: Path) -> tuple[Path | None, str | None]:
@@ -238,6 +329,13 @@ def summary_text(out: Path, result: dict[str, Any], report: Path | None) -> str:
         acc = r.get("accuracy")
         lat = r.get("latency_ms")
         lines.append(f"{i:>2}  {acc if acc is None else f'{acc:9.3f}'}  {lat if lat is None else f'{lat:10.4f}'}  {r['arch']}")
+    trained = [(i, r["trained"]) for i, r in enumerate(result.get("pareto", [])) if r.get("trained")]
+    if trained:
+        lines.append(f"trained: {'#':>2}  {'TVM held-out':>12}  {'torch held-out':>14}  artifact")
+        for i, t in trained:
+            tvm, tch = t.get("tvm_heldout"), t.get("torch_heldout")
+            lines.append(f"         {i:>2}  {'-' if tvm is None else f'{tvm:12.4f}':>12}  "
+                         f"{'-' if tch is None else f'{tch:14.4f}':>14}  {out / str(t.get('artifact'))}")
     cal = result.get("latency_calibration", {})
     if cal.get("n"):
         lines.append(f"latency calibration: ms = {cal['a']:.3g} x kernel sum + {cal['b']:.3g} "
@@ -250,5 +348,5 @@ def summary_text(out: Path, result: dict[str, Any], report: Path | None) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["prepare", "run_search", "resume_search", "calibrate_objectives", "check_out", "summary_text",
-           "write_report_safe", "is_search_dir"]
+__all__ = ["prepare", "run_search", "resume_search", "train_front", "calibrate_objectives", "check_out",
+           "summary_text", "write_report_safe", "is_search_dir"]

@@ -53,6 +53,11 @@ class SearchConfig:
     population: int = 16  # NSGA-II population
     evaluator: str = "engine"  # "fake": FakeEvaluator, for tests only
     calibration_archs: int = 6  # seeded sample fixing the objectives' reference point
+    # after the search (not part of the search itself, so not in ``hash()``; see TRAIN_FIELDS)
+    train_pareto: int = 0  # train the N front points of highest accuracy estimate (0: off)
+    train_epochs: int = 3
+    train_data: str = "digits"  # a dataset spec of cosearch.train.data
+    train_limit: int | None = None  # seeded subset of at most N images (quick runs, tests)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -69,12 +74,25 @@ class SearchConfig:
                 raise CosearchError(f"{name} must be a positive integer, got {v!r}")
         if self.latency_max_ms is not None and not self.latency_max_ms > 0:
             raise CosearchError(f"--latency-max-ms must be a positive number, got {self.latency_max_ms!r}")
+        for name, lo in (("train_pareto", 0), ("train_epochs", 1), ("train_limit", 3)):
+            v = getattr(self, name)
+            if v is None and name == "train_limit":
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise CosearchError(f"{name} must be an integer >= {lo}, got {v!r}")
+        if not isinstance(self.train_data, str) or not self.train_data:
+            raise CosearchError(f"train_data must be a dataset name or path, got {self.train_data!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+        """Identity of the *search* (the post-search training settings may change on resume)."""
+        d = {k: v for k, v in self.to_dict().items() if k not in TRAIN_FIELDS}
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+TRAIN_FIELDS = ("train_pareto", "train_epochs", "train_data", "train_limit")
 
 
 def parse_duration(text: str) -> float:
@@ -801,9 +819,12 @@ class Search:
             r.final_ms = m.ms
             i = len(items)
             try:
-                self.ev.export(r.arch, tmp_root / str(i), config={"search": self.cfg.to_dict(), "arch": r.arch,
-                                                                     "space": self.space.config(),
-                                                                     "accuracy": r.acc})
+                # "model" / "schedules" as `cosearch tune` writes them: `cosearch train DIR` accepts the artifact
+                self.ev.export(r.arch, tmp_root / str(i), config={
+                    "search": self.cfg.to_dict(), "arch": r.arch, "space": self.space.config(), "accuracy": r.acc,
+                    "model": {"kind": "space", "spec": f"{self.space.name}:{r.arch}", "space": self.space.config(),
+                              "arch": r.arch},
+                    "schedules": str(self.schedules.absolute())})
             except Exception as e:  # noqa: BLE001
                 self.j.write("fail", key=k, stage="export", error=str(e).splitlines()[0][:300] if str(e) else "export")
                 continue
@@ -836,7 +857,7 @@ class Search:
             "strategy": self.cfg.strategy,
             "pareto": [{"arch": r.arch, "key": r.key, "accuracy": r.acc, "latency_ms": r.final_ms,
                         "latency_search_ms": r.ms, "latency_pred_ms": r.lat_pred_ms,
-                        "artifact": f"pareto/{i}"} for i, r in enumerate(pareto_list)],
+                        "artifact": f"pareto/{i}", "trained": None} for i, r in enumerate(pareto_list)],
             "hypervolume": hv,
             "hypervolume_search": self.hv,
             "objectives": self.obj.to_dict(),

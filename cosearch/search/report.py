@@ -713,6 +713,7 @@ def write_report(run_dir: Path) -> Path:
     body.append("<h2>Pareto front</h2>")
     if pareto:
         rows = []
+        any_trained = any(isinstance(p.get("trained"), dict) for p in pareto)
         for i, p in enumerate(sorted(pareto, key=lambda p: (_num(p.get("latency_ms")), -_num(p.get("accuracy"))))):
             lat, pred = _num(p.get("latency_ms")), _num(p.get("latency_pred_ms"))
             err = abs(pred - lat) / lat if _ok(lat, pred) and lat > 0 else math.nan
@@ -725,8 +726,14 @@ def write_report(run_dir: Path) -> Path:
                 art_html = "—"
             rows.append([str(i), f"<code>{_esc(_arch_text(p.get('arch')))}</code>", _f(p.get("accuracy")),
                          _f(lat), _f(pred), _pct(err), art_html, _run_cmd(run_dir, art)])
+            if any_trained:  # --train-pareto: held-out accuracy of the trained artifact (TVM / PyTorch)
+                t = p.get("trained") if isinstance(p.get("trained"), dict) else None
+                rows[-1].append("—" if t is None else f"{_f(t.get('tvm_heldout'))} / {_f(t.get('torch_heldout'))} "
+                                f"<code>{_esc(t.get('artifact'))}</code>")
         body.append(_table(["#", "architecture", "accuracy", "latency (ms, measured)", "latency (ms, predicted)",
-                            "prediction error", "artifact", "run it"], rows, numeric={0, 2, 3, 4, 5}))
+                            "prediction error", "artifact", "run it"]
+                           + (["trained held-out (TVM / torch)"] if any_trained else []), rows,
+                           numeric={0, 2, 3, 4, 5}))
         body.append("<p class=\"muted\">Latency: median end-to-end measurement of the deployable artifact. "
                     "Accuracy: the estimator's value at the highest fidelity reached.</p>")
     else:
