@@ -109,41 +109,23 @@ def zoo():
 
 @pytest.fixture(scope="module")
 def tuned_db(zoo, tmp_path_factory):
-    """A shared database dir holding real records of ResNet-50's stack+sum tasks."""
-    from tvm.s_tir import meta_schedule as ms
-
-    from cosearch.compile.builder import InProcessBuilder
-    from cosearch.compile.database import best_records, merge_records, open_database
-    from cosearch.compile.frontend import extract_tasks
-    from cosearch.compile.intrin import ensure_tensor_intrinsics
+    """A shared database dir holding real records of ResNet-50's stack+sum tasks, tuned
+    through the engine (2 trials each, records appended per batch)."""
+    from cosearch.compile import engine
+    from cosearch.compile.database import open_database
     from cosearch.compile.target import load_target
+    from cosearch.compile.tune import TuneConfig
 
     target = load_target("host")
-    imported = zoo["resnet50"][0]
-    tasks = [t for t in extract_tasks(imported, target) if "stack" in t.task_name and "sum" in t.task_name]
+    plan = engine.plan(zoo["resnet50"][0], target)
+    tasks = [t for t in plan.tasks if t.tunable and "stack" in t.name and "sum" in t.name]
     assert tasks, "ResNet-50 has no stack+sum task"
-    ensure_tensor_intrinsics(target.tvm_target())
-    work = tmp_path_factory.mktemp("zoo-tune")
-    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-        tasks, work_dir=str(work), num_threads=target.num_cores, seed=0,
-        strategy=ms.search_strategy.EvolutionarySearch(population_size=8, genetic_num_iters=1, init_min_unmeasured=4),
-    )
-    scratch = ms.database.MemoryDatabase(module_equality="anchor-block")
-    runner = ms.runner.LocalRunner(evaluator_config=ms.runner.EvaluatorConfig(number=2, repeat=1, min_repeat_ms=0))
-    try:
-        ms.tune_tasks(
-            tasks=contexts, task_weights=weights, work_dir=str(work),
-            max_trials_global=2 * len(tasks), num_trials_per_iter=2,
-            builder=InProcessBuilder(tmp_root=str(work), workers=1), runner=runner, database=scratch,
-            cost_model=ms.cost_model.RandomModel(seed=0), task_scheduler=ms.task_scheduler.RoundRobin(),
-            module_equality="anchor-block",
-        )
-    finally:
-        pool = getattr(runner, "pool", None)
-        if pool is not None:
-            pool.shutdown()
     db_dir = tmp_path_factory.mktemp("zoo-schedules")
-    assert merge_records(db_dir, best_records(scratch, 4)) > 0
+    cfg = TuneConfig(trials=2 * len(tasks), trials_per_iter=2, seed=0, population=8, init_min_unmeasured=4,
+                     number=2, repeat=1, task_scheduler="round-robin", patience=None)
+    out = engine.tune_tasks(tasks, target, database_dir=db_dir, trials=cfg.trials, config=cfg,
+                            budgets={t.workload: 2 for t in tasks})
+    assert out.records_written > 0
     return target, open_database(db_dir)
 
 
