@@ -150,7 +150,11 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     from cosearch.compile.artifact import package_versions
 
-    result = {"config": vars(args) | {"archs": ARCHS, "cpu_count": os.cpu_count()}, "versions": package_versions(),
+    from cosearch.compile.tune import TuneConfig
+
+    result = {"config": vars(args) | {"archs": ARCHS, "cpu_count": os.cpu_count(),
+                                      "task_scheduler": TuneConfig().task_scheduler},
+              "versions": package_versions(),
               "persistence": over, "cold_new_arch": cold, "kills": kills}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))

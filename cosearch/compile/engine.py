@@ -14,13 +14,14 @@ reach the shared database as the batch finishes (a ``PyMeasureCallback`` after
 MetaSchedule's own callbacks appends them under the database lock, fsynced), and
 the batch is logged to the per-task history ``<db>/tasks.jsonl``
 (``cosearch.compile.history``): a kill -9 loses at most the batches in flight.
-Known limit (bench/results/engine_cost.json): MetaSchedule's gradient scheduler
-first sends one batch of *every* task and joins them together, so during that
-first round "in flight" means all of it (NB201 net, 22 tasks x 16 candidates:
-~120 s on a loaded 2-core machine); after it, each batch is persisted as it is
-joined (a kill at 161 s lost 0.7 s of work). Joining each batch as it is sent
-needs our own task scheduler (a ``PyTaskScheduler``): not done yet. A workload already in the database can be tuned further: its best
-records seed the search's database, so MetaSchedule's evolutionary search starts
+The default round-robin scheduler joins (and so persists) each batch as soon as
+it is measured; MetaSchedule's gradient scheduler (``TuneConfig(task_scheduler=
+"gradient")``) first sends one batch of *every* task and joins them together, so
+with it a kill during that first round loses the whole round (NB201 net, 22
+tasks: first batch persisted after 38 s vs 8 s with round-robin, same wall time;
+bench/results/engine_cost_gradient.json has kills measured with the gradient scheduler).
+Where trials go is decided here (``allocate`` budgets), not by the scheduler.
+A workload already in the database can be tuned further: its best records seed the search's database, so MetaSchedule's evolutionary search starts
 from them, and the trials it already had are counted from the history file.
 
 **Where the trials go** (``allocate``): first one batch to every task the

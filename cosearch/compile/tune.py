@@ -62,7 +62,11 @@ class TuneConfig:
     init_min_unmeasured: int = 16
     keep_records: int | None = 8  # best records kept per task in the shared database (None: all)
     cost_model: str = "random"  # "xgb" | "random" (xgb ranks at random below ~100 samples anyway)
-    task_scheduler: str = "gradient"  # "gradient" | "round-robin"
+    # "round-robin" | "gradient". Round-robin with the engine's per-task budgets (engine.allocate decides
+    # where trials go): MetaSchedule joins a batch as soon as it is measured, so it is persisted then
+    # (NB201 net: first batch in the database after 8 s). The gradient scheduler first sends one batch
+    # of every task and joins them together (first persisted after 38 s, same run; same wall time).
+    task_scheduler: str = "round-robin"
     build_workers: int | None = None  # threads compiling candidates; None: this machine's cores (at most 4)
 
     def __post_init__(self) -> None:
