@@ -287,7 +287,7 @@ def print_learned(summ: dict) -> None:
 
 
 def write_json(path: str, obj: dict) -> None:
-    from cosearch.estimate.io import atomic_write_text
+    from cosearch.fsio import atomic_write_text
 
     atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
 

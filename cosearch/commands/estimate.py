@@ -58,7 +58,7 @@ def run(args) -> int:
     import numpy as np
 
     from cosearch.estimate import create_estimator
-    from cosearch.estimate.io import atomic_write_text
+    from cosearch.fsio import atomic_write_text
     from cosearch.space import create_space
 
     if args.sample is not None and args.sample <= 0:

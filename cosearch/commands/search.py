@@ -55,15 +55,9 @@ def register(sub) -> None:
 
 
 def _int(name: str, text, minimum: int = 1) -> int | None:
-    if text is None:
-        return None
-    try:
-        v = int(str(text))
-    except ValueError:
-        raise CosearchError(f"{name} must be an integer >= {minimum}, got {text!r}") from None
-    if v < minimum:
-        raise CosearchError(f"{name} must be an integer >= {minimum}, got {v}")
-    return v
+    from cosearch.cli_args import positive_int
+
+    return None if text is None else positive_int(name, text, minimum=minimum)
 
 
 def _float(name: str, text) -> float | None:

@@ -43,6 +43,8 @@ seed give the same booster.
 
 from __future__ import annotations
 
+from cosearch.fsio import atomic_write_bytes as _atomic_write_bytes
+
 import hashlib
 import json
 import math
@@ -236,22 +238,6 @@ def _spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
 
     r = spearmanr(a, b).statistic
     return None if r is None or not math.isfinite(r) else round(float(r), 4)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.name, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class XGBStop(EarlyStopRule):

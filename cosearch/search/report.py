@@ -27,15 +27,15 @@ through its object API with the Agg canvas (no pyplot, no global backend).
 
 from __future__ import annotations
 
+from cosearch.fsio import atomic_write_bytes as _atomic_write_bytes
+
 import base64
 import html
 import io
 import json
 import math
-import os
 import shlex
 import statistics
-import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,21 +63,6 @@ def _num(v: Any) -> float:
 
 def _ok(*vals: float) -> bool:
     return all(math.isfinite(v) for v in vals)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.name, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _read_json(path: Path, notes: list[str]) -> dict | None:
