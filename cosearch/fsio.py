@@ -26,3 +26,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def creatable(path: str | os.PathLike) -> tuple[bool, Path]:
+    """Can ``path`` be created (or written, if it exists)? Returns (ok, the nearest existing
+    ancestor that decided it): that ancestor must be a writable, searchable directory."""
+    probe = Path(path).absolute()
+    while not probe.exists():
+        if probe.parent == probe:
+            return False, probe
+        probe = probe.parent
+    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK), probe

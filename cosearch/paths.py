@@ -99,12 +99,9 @@ def target_search_path() -> list[tuple[str, Path]]:
 
 
 def _writable(d: Path) -> bool:
-    probe = d
-    while not probe.exists():
-        if probe.parent == probe:
-            return False
-        probe = probe.parent
-    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
+    from cosearch.fsio import creatable
+
+    return creatable(d)[0]
 
 
 def default_schedules_root() -> Path:

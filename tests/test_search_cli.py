@@ -20,7 +20,7 @@ FAKE = ["--evaluator", "fake", "--estimator", "synthetic", "--space", "nb201", "
 
 
 def _cmd(verb: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", f"cosearch.commands.{verb}", *args]
+    return [sys.executable, "-m", "cosearch", verb, *args]
 
 
 def _run(verb: str, *args: str, env=None) -> subprocess.CompletedProcess:

@@ -20,7 +20,7 @@ from cosearch.search.loop import SearchConfig
 
 
 def _search(*args: str, timeout: int = 590) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cosearch.commands.search", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cosearch", "search", *args], capture_output=True, text=True,
                           timeout=timeout)
 
 

@@ -15,7 +15,7 @@ from cosearch.search.journal import read_journal
 @pytest.mark.timeout(600)
 def test_small_real_search_end_to_end(tmp_path):
     out, sched = tmp_path / "run", tmp_path / "schedules"
-    r = subprocess.run([sys.executable, "-m", "cosearch.commands.search", "--target", "host", "--space", "nb201",
+    r = subprocess.run([sys.executable, "-m", "cosearch", "search", "--target", "host", "--space", "nb201",
                         "--space-opt", "C=4", "--space-opt", "N=1", "--estimator", "params", "--max-archs", "2",
                         "--trials-per-task", "2", "--tune-batch", "2", "--calibration-archs", "1",
                         "--schedules", str(sched), "--out", str(out), "--no-progress"],

@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from cosearch.errors import CosearchError
 
 
 def register(sub) -> None:
@@ -40,21 +39,3 @@ def run(args) -> int:
         print(f"cosearch compare: warning: report failed: {e}", file=sys.stderr)
     print(compare.summary_text(Path(args.out), data, report))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="cosearch")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = parser.parse_args(["compare", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except CosearchError as e:
-        print(f"cosearch compare: error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -160,22 +160,3 @@ def run(args) -> int:
         print(f"cosearch search: warning: {why}", file=sys.stderr)
     print(api.summary_text(out, result, report))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m cosearch.commands.search ...`` (used by tests before the verb is registered)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="cosearch")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = parser.parse_args(["search", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except CosearchError as e:
-        print(f"cosearch search: error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -49,12 +49,10 @@ def register(sub) -> None:
 def _check_schedules_dir(p: Path) -> Path:
     if p.exists() and not p.is_dir():
         raise CosearchError(f"--schedules {str(p)!r} is a file; expected a directory (created if missing)")
-    probe = p.absolute()
-    while not probe.exists():
-        probe = probe.parent
-    import os
+    from cosearch.fsio import creatable
 
-    if not os.access(probe, os.W_OK | os.X_OK):
+    ok, probe = creatable(p)
+    if not ok:
         raise CosearchError(f"--schedules {str(p)!r}: {str(probe)!r} is not writable")
     return p
 

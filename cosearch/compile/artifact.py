@@ -78,11 +78,10 @@ def check_out_dir(out_dir: str | os.PathLike, *, overwrite_artifact: bool = True
                 )
             if not overwrite_artifact:
                 raise CosearchError(f"output directory {str(p)!r} already holds an artifact and overwrite is off")
-    parent = p.absolute().parent
-    probe = parent
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+    from cosearch.fsio import creatable
+
+    ok, probe = creatable(p.absolute().parent)
+    if not ok:
         raise CosearchError(f"cannot create output directory {str(p)!r}: {str(probe)!r} is not writable")
     return p
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,10 +50,10 @@ def check_out(out: Path) -> Path:
             if is_search_dir(out):
                 raise CosearchError(f"--out {str(out)!r} holds a search already; continue it with --resume {out}")
             raise CosearchError(f"--out {str(out)!r} holds something else; give a new or empty folder")
-    probe = out.absolute()
-    while not probe.exists():
-        probe = probe.parent
-    if not os.access(probe, os.W_OK | os.X_OK):
+    from cosearch.fsio import creatable
+
+    ok, probe = creatable(out)
+    if not ok:
         raise CosearchError(f"--out {str(out)!r}: {str(probe)!r} is not writable")
     return out
 
