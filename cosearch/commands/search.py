@@ -18,7 +18,8 @@ def add_search_options(p, *, strategies: bool = True) -> None:
     p.add_argument("--space", default=None, metavar="S", help="search space: nb201 | mbv2 (default nb201)")
     p.add_argument("--space-opt", action="append", default=[], metavar="K=V",
                    help="space setting, repeatable (e.g. C=8, N=1, resolution=32)")
-    p.add_argument("--estimator", default=None, metavar="E", help="accuracy estimator or table:PATH (default naswot)")
+    p.add_argument("--estimator", default=None, metavar="E", help="accuracy estimator, table:PATH, or ESTIMATOR+train: short real training as the top "
+                   "accuracy rung, stopped early by the learning-curve rule (default naswot; see docs/search.md)")
     p.add_argument("--budget", default=None, metavar="DURATION", help="wall budget, e.g. 30m, 90s, 1h")
     p.add_argument("--max-archs", default=None, metavar="N", help="stop after N distinct architectures")
     p.add_argument("--seed", default=None, metavar="S", help="seed of every stochastic part (default 0)")
@@ -45,7 +46,7 @@ def register(sub) -> None:
     p.add_argument("--train-pareto", default=None, metavar="N",
                    help="after the search, train the N front points of highest accuracy estimate into "
                    "DIR/trained/<i> (default 0: off; see docs/training.md)")
-    p.add_argument("--train-epochs", default=None, metavar="E", help="epochs of --train-pareto (default 3)")
+    p.add_argument("--train-epochs", default=None, metavar="E", help="epochs of the training rung and of --train-pareto (default 3)")
     p.add_argument("--train-data", default=None, metavar="D", help="dataset of --train-pareto (default digits)")
     p.add_argument("--train-limit", default=None, metavar="N",
                    help="train on a seeded subset of at most N images (quick runs, tests)")

@@ -31,6 +31,7 @@ class Prepared:
     target: Any
     schedules: Path
     pool: list[str] | None
+    trainer: Any = None  # cosearch.estimate.train.TrainEstimator of the training rung (--estimator X+train)
 
 
 def is_search_dir(p: Path) -> bool:
@@ -79,14 +80,18 @@ def prepare(cfg: SearchConfig, *, schedules: str | None = None, out: Path | None
     from cosearch.space import create_space
 
     space = create_space(cfg.space, **cfg.space_settings)
-    estimator = create_estimator(cfg.estimator, seed=cfg.seed) if cfg.estimator != "synthetic" else None
-    if cfg.estimator == "synthetic" and cfg.evaluator != "fake":
+    screen = cfg.screen_estimator
+    estimator = create_estimator(screen, seed=cfg.seed) if screen != "synthetic" else None
+    if screen == "synthetic" and cfg.evaluator != "fake":
         raise CosearchError("estimator 'synthetic' exists only with the test evaluator (--evaluator fake)")
-    pool = table_archs(cfg.estimator, space)
-    if cfg.train_pareto:
+    pool = table_archs(screen, space)
+    if cfg.train_pareto or cfg.train_rung:
         from cosearch.train.data import check_spec
 
         check_spec(cfg.train_data)  # a bad --train-data fails now, not after the search
+    trainer = None
+    if cfg.train_rung and cfg.evaluator != "fake":
+        trainer = make_trainer(cfg, space)
     target = None
     if cfg.evaluator == "engine":
         from cosearch.compile.engine import default_schedules_dir
@@ -102,18 +107,33 @@ def prepare(cfg: SearchConfig, *, schedules: str | None = None, out: Path | None
         raise CosearchError(f"--schedules {str(sched)!r} is a file; expected a directory (created if missing)")
     if out is not None and check_out_dir:
         check_out(out)
-    return Prepared(cfg, space, estimator, target, sched, pool)
+    return Prepared(cfg, space, estimator, target, sched, pool, trainer)
+
+
+def make_trainer(cfg: SearchConfig, space):
+    """The training rung's estimator; checks now (before any work) that the dataset loads and
+    fits the space's networks (input shape, class count): a mismatch is one line, exit 2."""
+    from cosearch.estimate.train import TrainEstimator
+    from cosearch.train.trainer import check_fits
+
+    trainer = TrainEstimator(epochs=cfg.train_epochs, data=cfg.train_data, seed=cfg.seed, limit=cfg.train_limit,
+                             split_seed=cfg.seed)
+    arch = space.canonical(space.sample(np.random.default_rng([cfg.seed, 5])))
+    check_fits(space, arch, trainer.data_for(space, arch))
+    return trainer
 
 
 def make_evaluator(p: Prepared, *, run_dir: Path | None = None, schedules: Path | None = None) -> Evaluator:
     sched = Path(schedules) if schedules is not None else p.schedules
     if p.cfg.evaluator == "fake":
-        return FakeEvaluator(p.space, p.estimator, schedules_dir=sched, seed=p.cfg.seed)
+        return FakeEvaluator(p.space, p.estimator, schedules_dir=sched, seed=p.cfg.seed, train_epochs=p.cfg.train_epochs)
     from cosearch.compile.dbtarget import bind_database
     from cosearch.search.engine_evaluator import EngineEvaluator
 
     bind_database(sched, p.target)  # a database tuned on another CPU is refused, never silently reused
-    return EngineEvaluator(p.space, p.estimator, p.target, schedules_dir=sched, seed=p.cfg.seed, log_dir=run_dir)
+    ev = EngineEvaluator(p.space, p.estimator, p.target, schedules_dir=sched, seed=p.cfg.seed, log_dir=run_dir)
+    ev.trainer = p.trainer
+    return ev
 
 
 def calibrate_objectives(p: Prepared, ev: Evaluator) -> tuple[pareto.Objectives, dict[str, Any]]:
@@ -124,6 +144,8 @@ def calibrate_objectives(p: Prepared, ev: Evaluator) -> tuple[pareto.Objectives,
     against the *starting* schedule database. accuracy_ref = lowest sample score
     (``table:``: lowest table score), accuracy_best = highest + 10 % of the range;
     latency_ref_ms = 1.5 x the slowest sample measurement, latency_best_ms = 0.
+    With the training rung the accuracy axis is trained validation accuracy:
+    accuracy_ref = chance (1 / classes), accuracy_best = 1 (nothing is trained for it).
     """
     cfg = p.cfg
     rng = np.random.default_rng([cfg.seed, 3])
@@ -142,11 +164,15 @@ def calibrate_objectives(p: Prepared, ev: Evaluator) -> tuple[pareto.Objectives,
                 break
     scores, lats = [], []
     for a in sample:
-        scores.append(ev.accuracy(a)[0])
+        if not cfg.train_rung:
+            scores.append(ev.accuracy(a)[0])
         m = ev.measure(a)
         if m.ok:
             lats.append(m.ms)
-    if p.pool and p.estimator is not None:
+    if cfg.train_rung:
+        classes = int(getattr(p.space, "num_classes", 10) or 10)
+        lo, hi = 1.0 / classes, 1.0
+    elif p.pool and p.estimator is not None:
         table = [ev.accuracy(a)[0] for a in p.pool]
         lo, hi = min(table), max(table)
     else:
@@ -162,7 +188,8 @@ def calibrate_objectives(p: Prepared, ev: Evaluator) -> tuple[pareto.Objectives,
     obj = pareto.Objectives(accuracy_ref=float(lo), accuracy_best=float(hi), latency_ref_ms=1.5 * max(lats),
                             latency_best_ms=0.0)
     info = {"archs": sample, "scores": scores, "latency_ms": lats,
-            "rule": "acc ref=min, best=max+10% range (table: table min/max); lat ref=1.5x slowest, best=0"}
+            "rule": ("acc (trained) ref=chance, best=1" if cfg.train_rung else
+                     "acc ref=min, best=max+10% range (table: table min/max)") + "; lat ref=1.5x slowest, best=0"}
     return obj, info
 
 

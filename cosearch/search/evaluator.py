@@ -7,7 +7,9 @@
 - ``task_states(plan)``        per workload: best µs in the schedule database (``None``: untuned) and trials spent;
 - ``tune(tasks, budgets)``     spend trials on workloads (records reach the database batch by batch);
 - ``measure(arch, final=)``    compile against the database and time end-to-end;
-- ``export(arch, dir, ...)``   write a deployable artifact of the last measured compile.
+- ``export(arch, dir, ...)``   write a deployable artifact of the last measured compile;
+- ``train(arch, threshold=)``  the training rung (``--estimator X+train``): short real training with the
+                               learning-curve early stop against ``threshold`` (``cosearch.estimate.train``).
 
 Two implementations: ``EngineEvaluator`` (``cosearch.search.engine_evaluator``:
 real TVM through ``cosearch.compile.engine``) and ``FakeEvaluator`` (here) — a
@@ -90,6 +92,25 @@ class Measured:
         return self.ms is not None and self.error is None
 
 
+@dataclass(frozen=True)
+class Trained:
+    """One run of the training rung."""
+
+    accuracy: float  # validation accuracy after the last epoch run
+    curve: list[float]
+    epochs: int  # planned
+    stopped: bool  # by the learning-curve rule
+    predicted: float | None  # the rule's last predicted final accuracy
+    decisions: list[dict[str, Any]]
+    seconds: float
+    fidelity: str
+
+    @property
+    def score(self) -> float:
+        """The arch's accuracy estimate: the final accuracy, or the prediction of it when stopped."""
+        return self.predicted if self.stopped and self.predicted is not None else self.accuracy
+
+
 def merge_tasks(tasks: Sequence[Task]) -> list[Task]:
     """Deduplicate by workload, summing weights (order of first appearance)."""
     out: dict[str, Task] = {}
@@ -107,9 +128,10 @@ class Evaluator(abc.ABC):
 
     kind: str = "abstract"
 
-    def __init__(self, space, estimator) -> None:
+    def __init__(self, space, estimator, trainer=None) -> None:
         self.space = space
         self.estimator = estimator
+        self.trainer = trainer  # a cosearch.estimate.train.TrainEstimator (the training rung) or None
 
     def accuracy(self, arch: str) -> tuple[float, float, str]:
         """-> (score, seconds, fidelity) of the full estimator (comparable across the run)."""
@@ -132,6 +154,20 @@ class Evaluator(abc.ABC):
     @abc.abstractmethod
     def export(self, arch: str, out_dir: Path, *, config: dict[str, Any]) -> None:
         """Artifact of the last ``measure(arch, final=True)``."""
+
+    def train(self, arch: str, *, threshold: float | None, signals: dict[str, float] | None = None) -> Trained:
+        """Train ``arch`` (the training rung); stops early once its optimistic final accuracy
+        cannot beat ``threshold`` (``None``: train every epoch)."""
+        if self.trainer is None:
+            raise CosearchError("this search has no training rung; accepted: --estimator ESTIMATOR+train")
+        est = self.trainer.estimate(self.space, arch, stop_threshold=threshold, signals=signals)
+        r = self.trainer.last_result
+        return Trained(float(r.accuracy_val), [float(v) for v in r.curve], int(r.epochs), bool(r.stopped_early),
+                       r.predicted_final, list(r.decisions), float(est.seconds), str(est.fidelity))
+
+    def train_config(self, cfg=None) -> dict[str, Any]:
+        """What the training rung does (keys the accuracy predictor's store)."""
+        return self.trainer.config() if self.trainer is not None else {}
 
     def extra_seconds(self) -> float:
         """Simulated seconds to add to the wall clock (``FakeEvaluator`` only)."""
@@ -160,12 +196,14 @@ class FakeEvaluator(Evaluator):
     """
 
     kind = "fake"
-    COST = {"plan": 0.3, "trial": 0.25, "measure": 1.0, "final": 3.0, "accuracy": 1.5}
+    COST = {"plan": 0.3, "trial": 0.25, "measure": 1.0, "final": 3.0, "accuracy": 1.5, "epoch": 6.0}
     CALIBRATION = (1.7, 0.02)  # end-to-end ms = a * kernel sum ms + b
 
     def __init__(self, space, estimator=None, *, schedules_dir: str | os.PathLike, seed: int = 0,
-                 sleep: float | None = None, fail_rate: float | None = None) -> None:
+                 sleep: float | None = None, fail_rate: float | None = None, train_epochs: int = 5) -> None:
         super().__init__(space, estimator)
+        self.train_epochs = int(train_epochs)
+        self._lc = None
         self.seed = int(seed)
         self.dir = Path(schedules_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -201,12 +239,62 @@ class FakeEvaluator(Evaluator):
         if self.estimator is not None:
             score, sec, fid = super().accuracy(arch)
             return score, sec, fid
+        return self._synthetic_score(arch), self._spend(self.COST["accuracy"]), "synthetic"
+
+    def _flops(self, arch: str) -> float:
+        return Plan(arch, merge_tasks(self._raw_tasks(arch))).flops  # no simulated cost
+
+    def _synthetic_score(self, arch: str, *, spend: bool = True) -> float:
         code = np.asarray(self.space.encode(arch), dtype=float)
         w = np.array([_unit("accw", self.seed, i) for i in range(code.size)]) * 2 - 0.5
-        flops = self.plan(arch).flops
-        score = 50 + 20 * float(code @ w) / max(1.0, code.sum()) + 4 * math.log1p(flops / 1e6) \
+        flops = self.plan(arch).flops if spend else self._flops(arch)
+        return 50 + 20 * float(code @ w) / max(1.0, code.sum()) + 4 * math.log1p(flops / 1e6) \
             + 2 * _unit("accn", self.seed, self.space.key(arch))
-        return score, self._spend(self.COST["accuracy"]), "synthetic"
+
+    # -- training (simulated curves, the real learning-curve rule) ------------------
+    def true_accuracy(self, arch: str) -> float:
+        """The simulated final validation accuracy: monotone in the synthetic score, plus
+        per-arch noise (so the cheap score ranks imperfectly, as zero-cost proxies do)."""
+        z = (self._synthetic_score(arch, spend=False) - 62.0) / 5.0 + 1.2 * (2 * _unit("tacc", self.seed, self.space.key(arch)) - 1)
+        return 0.1 + 0.85 / (1 + math.exp(-z))
+
+    def fake_curve(self, arch: str) -> list[float]:
+        key = self.space.key(arch)
+        final, e = self.true_accuracy(arch), self.train_epochs
+        rate = 0.3 + 1.2 * _unit("lcr", self.seed, key)
+        out = []
+        for k in range(1, e + 1):
+            v = 0.1 + (final - 0.1) * (1 - math.exp(-rate * k)) / (1 - math.exp(-rate * e))
+            out.append(min(1.0, max(0.0, v + (0.0 if k == e else 0.01 * (2 * _unit("lcn", self.seed, key, k) - 1)))))
+        return out
+
+    def train(self, arch: str, *, threshold: float | None, signals: dict[str, float] | None = None) -> Trained:
+        """Simulated training: a seeded curve rising to ``true_accuracy``; the decisions are
+        the real ``LearningCurvePredictor`` rule (its samples in ``<schedules>/fake_lc.jsonl``)."""
+        from cosearch.train.predictor import LearningCurvePredictor
+
+        if self._lc is None:
+            self._lc = LearningCurvePredictor(self.dir / "fake_lc.jsonl", space_config=self.space.config(),
+                                              min_samples=6, seed=self.seed)
+        full, e = self.fake_curve(arch), self.train_epochs
+        curve, decisions, predicted, stopped, sec = [], [], None, False, 0.0
+        flops = self._flops(arch)
+        for k in range(1, e + 1):
+            sec += self._spend(self.COST["epoch"] * (0.5 + math.log1p(flops / 1e6) / 5))
+            curve.append(full[k - 1])
+            if k < e:
+                d = self._lc.decide(curve, e, threshold, signals=signals)
+                decisions.append({"epoch": k, **d.to_dict()})
+                predicted = d.predicted if d.predicted is not None else predicted
+                if d.stop:
+                    stopped = True
+                    break
+        if not stopped:
+            self._lc.observe(arch, curve, e, signals=signals)
+        return Trained(curve[-1], curve, e, stopped, predicted, decisions, sec, f"fake-train:{e}")
+
+    def train_config(self, cfg=None) -> dict[str, Any]:
+        return {"fake": True, "epochs": self.train_epochs}
 
     # -- tasks --------------------------------------------------------------------
     def _raw_tasks(self, arch: str) -> list[Task]:

@@ -82,17 +82,38 @@ class SearchConfig:
                 raise CosearchError(f"{name} must be an integer >= {lo}, got {v!r}")
         if not isinstance(self.train_data, str) or not self.train_data:
             raise CosearchError(f"train_data must be a dataset name or path, got {self.train_data!r}")
+        if not isinstance(self.estimator, str) or not self.estimator:
+            raise CosearchError(f"estimator must be a name, got {self.estimator!r}")
+        if self.estimator == "train" or self.estimator.startswith("train+"):
+            raise CosearchError("training is the top rung of the search's accuracy ladder: give a cheap estimator "
+                                "before it, e.g. --estimator naswot+train (accepted: ESTIMATOR or ESTIMATOR+train)")
+        if "+" in self.screen_estimator or self.estimator.endswith("+") or (
+                "+" in self.estimator and not self.train_rung):
+            raise CosearchError(f"estimator {self.estimator!r}: accepted ESTIMATOR or ESTIMATOR+train "
+                                "(one cheap estimator, optionally followed by the training rung)")
+
+    @property
+    def train_rung(self) -> bool:
+        """``--estimator X+train``: short real training is the top accuracy fidelity (see docs/search.md)."""
+        return self.estimator.endswith(TRAIN_SUFFIX) and len(self.estimator) > len(TRAIN_SUFFIX)
+
+    @property
+    def screen_estimator(self) -> str:
+        """The cheap estimator (``X`` of ``X+train``)."""
+        return self.estimator[: -len(TRAIN_SUFFIX)] if self.train_rung else self.estimator
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def hash(self) -> str:
         """Identity of the *search* (the post-search training settings may change on resume)."""
-        d = {k: v for k, v in self.to_dict().items() if k not in TRAIN_FIELDS}
+        skip = ("train_pareto",) if self.train_rung else TRAIN_FIELDS  # the training rung's settings are the search's
+        d = {k: v for k, v in self.to_dict().items() if k not in skip}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 TRAIN_FIELDS = ("train_pareto", "train_epochs", "train_data", "train_limit")
+TRAIN_SUFFIX = "+train"
 
 
 def parse_duration(text: str) -> float:
@@ -117,7 +138,8 @@ class Rec:
     status: str = "pending"  # pending | evaluated | stopped | failed
     tasks: list[Task] = field(default_factory=list)
     flops: float = 0.0
-    acc: float | None = None  # full estimator
+    acc: float | None = None  # full estimator (with the training rung: trained validation accuracy)
+    score: float | None = None  # the cheap estimator's score (training rung only; else it is ``acc``)
     acc_pred: float | None = None
     lat_pred_ms: float | None = None
     ms: float | None = None  # last end-to-end measurement (search measure)
@@ -163,10 +185,16 @@ class Search:
         self.tpred = TaskLatencyPredictor(cfg.seed, task_store(self.schedules))
         space_cfg = self.space.config()
         est_cfg = evaluator.estimator.config() if evaluator.estimator is not None else {"estimator": "synthetic"}
+        if cfg.train_rung:  # the accuracy predictor then predicts trained accuracy from (encoding, screen score)
+            est_cfg = {"screen": est_cfg, "train": evaluator.train_config(cfg)}
         self.apred = AccuracyPredictor(cfg.seed, accuracy_store(self.schedules, space_cfg, est_cfg))
         self.proposer = Proposer(self.space, seed=cfg.seed, population=cfg.population, pool=pool)
         self.n_proposed = 0
         self.trials = 0
+        self.train_seconds = 0.0
+        self.epochs_run = 0
+        self.epochs_planned = 0
+        self.n_train_stopped = 0
         self.stopped_tasks: set[str] = set()
         self.tune_seconds = 0.0
         self.work_seconds = 0.0  # seconds the evaluator reported (plan, accuracy, tune, measure)
@@ -266,7 +294,10 @@ class Search:
             self.j.write("front", hypervolume=hv, points=[[a, m, k] for a, m, k in self.front_points()])
 
     def _x(self, rec: Rec) -> list[float]:
-        return [float(v) for v in self.space.encode(rec.arch)] + [math.log1p(rec.flops / 1e6)]
+        x = [float(v) for v in self.space.encode(rec.arch)] + [math.log1p(rec.flops / 1e6)]
+        if self.cfg.train_rung:
+            x.append(float(rec.score) if rec.score is not None else math.nan)
+        return x
 
     # ------------------------------------------------------------------ stages
     def propose(self) -> tuple[Rec, Any] | None:
@@ -325,12 +356,73 @@ class Search:
         except Exception as e:  # noqa: BLE001
             self.fail(rec, "estimate", e)
             return False
-        rec.acc = score
         self.work_seconds += sec
+        if self.cfg.train_rung:
+            rec.score = score
+            rec.acc_pred = self.apred.predict(self._x(rec))
+            self.j.write("accuracy", key=rec.key, fidelity="screen", value=score, seconds=sec, estimator_fidelity=fid,
+                         pred=rec.acc_pred)
+            return True
+        rec.acc = score
         pred = self.apred.add(rec.arch, self._x(rec), score)
         self.j.write("accuracy", key=rec.key, fidelity="full", value=score, seconds=sec, estimator_fidelity=fid,
                      pred=pred)
         return True
+
+    def acc_est(self, rec: Rec) -> float | None:
+        """The arch's accuracy on the front's axis: trained (or, before training, predicted) with
+        the training rung; the full estimator's score otherwise."""
+        return rec.acc if rec.acc is not None else (rec.acc_pred if self.cfg.train_rung else None)
+
+    def needed_accuracy(self, ms: float) -> float | None:
+        """The accuracy an arch measured at ``ms`` must beat to enter the current front
+        (the best front accuracy at that latency or faster); ``None`` when nothing is as fast."""
+        accs = [a for a, m, _ in self.front_points() if m <= ms]
+        return max(accs) if accs else None
+
+    def do_train(self, rec: Rec, handle: Any, *, early_stop: bool = True) -> bool:
+        """The training rung (``--estimator X+train``), after the arch's latency is measured:
+        short real training whose learning-curve rule stops it once its optimistic final
+        accuracy cannot beat ``needed_accuracy(rec.ms)``. Journals an ``accuracy`` event of
+        fidelity ``train`` (curve, every decision with its prediction, final or stopped).
+        A completed run sets ``rec.acc`` (the front's accuracy); a stopped one is a
+        ``stop_arch`` (reason ``train_early_stop``). Tells the proposer either way."""
+        threshold = self.needed_accuracy(rec.ms) if early_stop and rec.ms is not None else None
+        try:
+            tr = self.ev.train(rec.arch, threshold=threshold, signals=self._signals(rec))
+        except CosearchError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a failed training is data
+            self.fail(rec, "train", e)
+            self.tell(handle, rec, None)
+            return False
+        self.work_seconds += tr.seconds
+        self.train_seconds += tr.seconds
+        self.epochs_run += len(tr.curve)
+        self.epochs_planned += tr.epochs
+        self.j.write("accuracy", key=rec.key, fidelity="train", value=tr.score, seconds=tr.seconds,
+                     final=None if tr.stopped else tr.accuracy, curve=tr.curve, epochs=tr.epochs, stopped=tr.stopped,
+                     predicted=tr.predicted, threshold=threshold, decisions=tr.decisions, pred=rec.acc_pred,
+                     estimator_fidelity=tr.fidelity)
+        if tr.stopped:
+            self.n_train_stopped += 1
+            last = tr.decisions[-1] if tr.decisions else {}
+            opt = (last.get("predicted") or tr.score) + (last.get("margin") or 0.0)
+            rec.acc_pred = tr.score
+            self.stop_arch(rec, "train_early_stop", opt, rec.ms)
+            self.tell(handle, rec, (tr.score, rec.ms))
+            return False
+        rec.acc = tr.accuracy
+        self.apred.add(rec.arch, self._x(rec), tr.accuracy)
+        self._refresh_front()
+        self.tell(handle, rec, (rec.acc, rec.ms))
+        return True
+
+    def _signals(self, rec: Rec) -> dict[str, float]:
+        out = {"log_mflops": math.log1p(rec.flops / 1e6)}
+        if rec.score is not None:
+            out["screen_score"] = float(rec.score)
+        return out
 
     def predict_latency(self, rec: Rec, source: str | None = None) -> None:
         s, missing = self.kernel_sum_ms(rec)
@@ -433,14 +525,20 @@ class Search:
         err = self.cal.summary().get("mape_online", 0.1)
         margin = min(0.5, 0.15 + 2 * err)
         lat = self.cal.apply(self.kernel_sum_ms(rec)[0]) * (1 - margin)
+        acc = rec.acc
+        if self.cfg.train_rung:  # trained accuracy not known yet: its optimistic prediction, or no gate
+            acc = self.apred.optimistic(self._x(rec)) if rec.score is not None else math.inf
+            if not math.isfinite(acc):
+                return None
         pts = []
         for r in self.archive.values():
-            if r.key == rec.key or r.acc is None or not r.tasks:
+            a = r.acc if self.cfg.train_rung else self.acc_est(r)  # others: trained accuracies only
+            if r.key == rec.key or a is None or not r.tasks or r.status == "stopped" and self.cfg.train_rung:
                 continue
-            pts.append((r.acc, self.cal.apply(self.kernel_sum_ms(r)[0])))
+            pts.append((a, self.cal.apply(self.kernel_sum_ms(r)[0])))
             if r.status == "evaluated" and r.ms is not None:
-                pts.append((r.acc, r.ms))
-        return lat if pts and pareto.dominated((rec.acc, lat), pts) else None
+                pts.append((a, r.ms))
+        return lat if pts and pareto.dominated((acc, lat), pts) else None
 
     def promote_deferred(self, limit: int = 2) -> None:
         """Deferred archs whose prediction now reaches the front are tuned and measured."""
@@ -454,6 +552,8 @@ class Search:
                 self.j.write("promote_arch", key=k, reason="prediction_reaches_front")
                 self.tune(self.new_task_budgets(rec, self.cfg.tune_batch), reason="new_tasks")
                 if self.do_measure(rec):
+                    if self.cfg.train_rung:
+                        self.do_train(rec, None)
                     self._refresh_front()
 
     # ------------------------------------------------------------------ joint
@@ -461,8 +561,13 @@ class Search:
         """Generations: screen a batch (half the NSGA-II population) cheaply (plan, predicted
         and full accuracy, predicted latency), then tune + measure only the batch members that
         may reach the front (``predicted_front_gate``), then refine tasks and re-check deferred
-        archs. Tuning is the expensive rung, so it is spent after seeing the whole batch."""
+        archs. Tuning is the expensive rung, so it is spent after seeing the whole batch.
+        With the training rung, a measured arch is then trained (``do_train``)."""
         size = max(1, self.cfg.population // 2)
+        if self.cfg.train_rung:  # resumed: archs measured before the kill but never trained
+            for r in sorted(self.archive.values(), key=lambda r: r.n):
+                if r.status == "evaluated" and r.acc is None and r.ms is not None and self.budget_left():
+                    self.do_train(r, None)
         while True:
             if not self.budget_left():
                 return "budget"
@@ -504,11 +609,13 @@ class Search:
         if not self.do_plan(rec):
             self.tell(handle, rec, None)
             return False
+        train = self.cfg.train_rung
         x = self._x(rec)
-        rec.acc_pred = self.apred.predict(x)
+        # with the training rung the accuracy predictor needs the screen score: no gate before it
+        rec.acc_pred = None if train else self.apred.predict(x)
         if rec.acc_pred is not None:
             self.j.write("accuracy", key=rec.key, fidelity="predicted", value=rec.acc_pred, seconds=0.0)
-        acc_opt = self.apred.optimistic(x)
+        acc_opt = math.inf if train else self.apred.optimistic(x)
         self.predict_latency(rec)
         lat_opt = self.optimistic_ms(rec)
         front = self.front_points()
@@ -524,9 +631,10 @@ class Search:
             self.tell(handle, rec, None)
             return False
         front = self.front_points()
-        if front and pareto.dominated((rec.acc, lat_opt), front):
-            self.stop_arch(rec, "accuracy_dominated", rec.acc, lat_opt)
-            self.tell(handle, rec, (rec.acc, rec.lat_pred_ms))
+        acc = self.apred.optimistic(self._x(rec)) if train else rec.acc  # trained accuracy: its optimistic bound
+        if front and pareto.dominated((acc, lat_opt), front):
+            self.stop_arch(rec, "accuracy_dominated", acc, lat_opt)
+            self.tell(handle, rec, (self.acc_est(rec), rec.lat_pred_ms) if self.acc_est(rec) is not None else None)
             return False
         return True
 
@@ -535,13 +643,17 @@ class Search:
         new tasks, compile and measure."""
         gate = self.predicted_front_gate(rec)
         if gate is not None or not self.budget_left():
+            a = self.acc_est(rec)
             self.stop_arch(rec, "deferred_dominated_by_predictions" if gate is not None else "deferred_budget",
-                           rec.acc, gate if gate is not None else rec.lat_pred_ms)
+                           a, gate if gate is not None else rec.lat_pred_ms)
             self.deferred.add(rec.key)
-            self.tell(handle, rec, (rec.acc, rec.lat_pred_ms))
+            self.tell(handle, rec, (a, rec.lat_pred_ms) if a is not None else None)
             return
         self.tune(self.new_task_budgets(rec, self.cfg.tune_batch), reason="new_tasks")
         if self.do_measure(rec):
+            if self.cfg.train_rung:
+                self.do_train(rec, handle)  # tells
+                return
             self._refresh_front()
             self.tell(handle, rec, (rec.acc, rec.ms))
         else:
@@ -640,13 +752,14 @@ class Search:
                     rec.proxy = rec.ms
                     self._refresh_front()
                 rec.status = "evaluated"
-                self.tell(handle, rec, (rec.acc, rec.proxy))
+                self.tell(handle, rec, (self.screen_acc(rec), rec.proxy))
                 self._update(phase=1)
             self.phase = 2
             self.j.write("phase", phase=2, reason=reason)
         # phase 2: tune the proxy front's tasks, then measure it
-        recs = [r for r in self.archive.values() if r.status == "evaluated" and r.acc is not None and r.proxy is not None]
-        chosen = [recs[i] for i in pareto.pareto_indices([(r.acc, r.proxy) for r in recs])]
+        recs = [r for r in self.archive.values()
+                if r.status == "evaluated" and self.screen_acc(r) is not None and r.proxy is not None]
+        chosen = [recs[i] for i in pareto.pareto_indices([(self.screen_acc(r), r.proxy) for r in recs])]
         for r in chosen:
             if not r.tasks:
                 try:
@@ -656,6 +769,12 @@ class Search:
                 except Exception as e:  # noqa: BLE001
                     self.fail(r, "export", e)
         chosen = [r for r in chosen if r.status == "evaluated"]
+        if cfg.train_rung:  # NAS first: train the screen front fully, keep its trained front
+            for r in chosen:
+                if r.acc is None and r.status == "evaluated" and self.budget_left():
+                    self.do_train(r, None, early_stop=False)
+            trained = [r for r in chosen if r.acc is not None and r.status == "evaluated"]
+            chosen = [trained[i] for i in pareto.pareto_indices([(r.acc, r.proxy) for r in trained])]
         self.j.write("phase", phase=2, chosen=[r.key for r in chosen])
         wl = []
         for r in chosen:
@@ -680,6 +799,10 @@ class Search:
             self.do_measure(r, remeasure=r.ms is not None)
         self._refresh_front()
         return reason
+
+    def screen_acc(self, rec: Rec) -> float | None:
+        """What the sequential baseline ranks by in its NAS phase: the cheap estimator's score."""
+        return rec.score if self.cfg.train_rung else rec.acc
 
     # ------------------------------------------------------------------ brute
     def brute_subset(self) -> list[str]:
@@ -720,6 +843,8 @@ class Search:
                     for t in rec.tasks}
             self.tune(full, reason="full_budget")
             if self.do_measure(rec):
+                if self.cfg.train_rung:
+                    self.do_train(rec, None, early_stop=False)  # full fidelity: no early stop
                 self._refresh_front()
             self._update()
         return "exhausted"
@@ -756,6 +881,18 @@ class Search:
                     r.acc = float(ev["value"])
                 elif ev.get("fidelity") == "predicted":
                     r.acc_pred = float(ev["value"])
+                elif ev.get("fidelity") == "screen":
+                    r.score = float(ev["value"])
+                    r.acc_pred = ev.get("pred")
+                elif ev.get("fidelity") == "train":
+                    self.train_seconds += float(ev.get("seconds") or 0.0)
+                    self.epochs_run += len(ev.get("curve") or [])
+                    self.epochs_planned += int(ev.get("epochs") or 0)
+                    if ev.get("stopped"):
+                        r.acc_pred = float(ev["value"])
+                        self.n_train_stopped += 1
+                    else:
+                        r.acc = float(ev["final"])
             elif e == "latency_pred":
                 r.lat_pred_ms = ev.get("ms")
                 if ev.get("proxy") is not None:
@@ -802,6 +939,16 @@ class Search:
         self.front_keys = [recs[i].key for i in pareto.pareto_indices(pts)]
         self.hv = pareto.hypervolume(pts, self.obj)
         return last_t
+
+    def training_summary(self) -> dict[str, Any] | None:
+        """The training rung's cost and what its early stop saved (None without the rung)."""
+        if not self.cfg.train_rung:
+            return None
+        return {"epochs": self.cfg.train_epochs, "data": self.cfg.train_data, "seconds": round(self.train_seconds, 3),
+                "epochs_run": self.epochs_run, "epochs_planned": self.epochs_planned,
+                "epochs_saved_share": (1 - self.epochs_run / self.epochs_planned) if self.epochs_planned else 0.0,
+                "trained": sum(1 for r in self.archive.values() if r.acc is not None),
+                "stopped": self.n_train_stopped}
 
     def finalize(self) -> dict[str, Any]:
         """Re-measure the front with the full measurement, export artifacts, write result.json."""
@@ -855,6 +1002,8 @@ class Search:
         result = {
             "version": RESULT_VERSION,
             "strategy": self.cfg.strategy,
+            "accuracy_fidelity": (f"train:{self.cfg.train_epochs}:{self.cfg.train_data}" if self.cfg.train_rung
+                                  else self.cfg.estimator),
             "pareto": [{"arch": r.arch, "key": r.key, "accuracy": r.acc, "latency_ms": r.final_ms,
                         "latency_search_ms": r.ms, "latency_pred_ms": r.lat_pred_ms,
                         "artifact": f"pareto/{i}", "trained": None} for i, r in enumerate(pareto_list)],
@@ -873,6 +1022,7 @@ class Search:
                 "arch_prediction_n": len(self.arch_err),
                 "note": "arch_prediction: latency predicted from plan + database + task model before tuning, "
                         "vs the measurement after the arch's first tuning step"},
+            "training": self.training_summary(),
             "predictors": {"accuracy": self.apred.summary(),
                            "task_latency": {"samples": len(self.tpred.y), "warm_samples": self.tpred.warm,
                                             "online_log_rmse": self.tpred.err_std()}},

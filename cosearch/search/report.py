@@ -47,7 +47,7 @@ from cosearch.search.pareto import Objectives, dominated
 __all__ = ["write_report", "write_compare_report"]
 
 JOURNAL_VERSION = 1
-PLOT_NAMES = ("front", "hypervolume", "latency", "accuracy", "decisions")
+PLOT_NAMES = ("front", "hypervolume", "latency", "accuracy", "decisions", "training")
 _PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
 
@@ -254,10 +254,18 @@ class _Run:
     starts: int = 0
     times: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     t_end: float = math.nan
+    trains: list[dict] = field(default_factory=list)  # accuracy events of fidelity "train" (the training rung)
 
     # ------------------------------------------------------------------ derived
+    @property
+    def train_rung(self) -> bool:
+        est = ((self.config or {}).get("search") or {}).get("estimator")
+        return bool(self.trains) or (isinstance(est, str) and est.endswith("+train"))
+
     def accuracy(self, key: str) -> tuple[float, str]:
-        vals = self.acc.get(key)
+        """The latest estimate on the front's accuracy axis (with the training rung: trained or
+        predicted trained accuracy, never the cheap screen score, which has another scale)."""
+        vals = [v for v in self.acc.get(key, []) if not (self.train_rung and v[0] == "screen")]
         if not vals:
             return math.nan, ""
         fid, v, _ = vals[-1]
@@ -320,6 +328,10 @@ def _load_run(run_dir: Path) -> _Run:
             v = _num(ev.get("value"))
             if math.isfinite(v):
                 run.acc[key].append((str(ev.get("fidelity", "?")), v, t))
+            if ev.get("fidelity") == "screen" and math.isfinite(_num(ev.get("pred"))):
+                run.acc[key].append(("predicted", _num(ev.get("pred")), t))
+            if ev.get("fidelity") == "train":
+                run.trains.append(ev)
         elif kind == "latency_pred" and key is not None:
             ms = _num(ev.get("ms"))
             if math.isfinite(ms):
@@ -522,6 +534,54 @@ def _plot_accuracy(run: _Run) -> tuple[bytes | None, str]:
     return _png(fig), ""
 
 
+def _train_prediction_pairs(run: _Run) -> list[tuple[float, float, int]]:
+    """(predicted final, final, epochs seen) of every decision of a completed training run."""
+    out = []
+    for e in run.trains:
+        final = _num(e.get("final"))
+        if e.get("stopped") or not math.isfinite(final):
+            continue
+        for d in e.get("decisions") or []:
+            p = _num(d.get("predicted")) if isinstance(d, dict) else math.nan
+            if math.isfinite(p):
+                out.append((p, final, int(_num(d.get("epoch"))) if _ok(_num(d.get("epoch"))) else 0))
+    return out
+
+
+def _plot_training(run: _Run) -> tuple[bytes | None, str]:
+    if not run.trains:
+        return None, "no training rung in this run (--estimator X+train)"
+    pairs = _train_prediction_pairs(run)
+    fig, axes = _new_figure(10.0, 4.0, ncols=2 if pairs else 1)
+    ax = axes[0]
+    for e in run.trains:
+        c = [_num(v) for v in e.get("curve") or []]
+        if not c:
+            continue
+        xs = list(range(1, len(c) + 1))
+        if e.get("stopped"):
+            ax.plot(xs, c, ls="--", color="#ff7f0e", alpha=0.8, lw=1)
+            ax.scatter([xs[-1]], [c[-1]], marker="x", color="#ff7f0e", s=20, zorder=3)
+        else:
+            ax.plot(xs, c, color="#1f77b4", alpha=0.7, lw=1)
+    n_stop = sum(1 for e in run.trains if e.get("stopped"))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(f"Learning curves: {len(run.trains) - n_stop} completed, {n_stop} stopped (×)", fontsize=9)
+    if pairs:
+        ax = axes[1]
+        ps, fs, ks = zip(*pairs)
+        sc = ax.scatter(ps, fs, c=ks, cmap="viridis", s=18, alpha=0.85)
+        lo, hi = min(ps + fs), max(ps + fs)
+        ax.plot([lo, hi], [lo, hi], color="#888", lw=0.8, ls=":")
+        ax.set_xlabel("predicted final accuracy (at a decision)")
+        ax.set_ylabel("final accuracy")
+        mae = statistics.fmean(abs(p - f) for p, f, _ in pairs)
+        ax.set_title(f"Predicted vs final: MAE {_f(mae, 3)} ({len(pairs)} decisions)", fontsize=9)
+        fig.colorbar(sc, ax=ax, label="epochs seen")
+    return _png(fig), ""
+
+
 def _plot_decisions(run: _Run) -> tuple[bytes | None, str]:
     series = [
         ("proposed", run.times.get("propose", []), "#6c757d"),
@@ -638,6 +698,9 @@ _CAPTIONS = {
                 "or their distribution.",
     "decisions": "Cumulative proposals, end-to-end measurements, early stops (architectures and tuning tasks) "
                  "and failures.",
+    "training": "The training rung: validation accuracy per epoch of every trained architecture (orange dashed: "
+                "stopped early by the learning-curve rule), and the rule's predicted final accuracy at each "
+                "decision of the completed runs vs their final accuracy.",
 }
 
 
@@ -650,7 +713,7 @@ def write_report(run_dir: Path) -> Path:
     plot_dir = run_dir / "report"
     plots: list[tuple[str, bytes | None, str]] = []
     for name, fn in zip(PLOT_NAMES, (_plot_front, _plot_hypervolume, _plot_latency, _plot_accuracy,
-                                     _plot_decisions)):
+                                     _plot_decisions, _plot_training)):
         try:
             png, why = fn(run)
         except Exception as e:  # a plot must not cost the whole report
@@ -796,6 +859,40 @@ def write_report(run_dir: Path) -> Path:
                         + _esc(", ".join(f"{_f(p, 3)}→{_f(r, 3)}" for p, r in gains[:20])) + ".</p>")
     else:
         body.append("<p>No early-stop decision was made.</p>")
+
+    # ---- training rung
+    if run.trains:
+        body.append("<h2>Training rung</h2>")
+        tr = res.get("training") if isinstance(res.get("training"), dict) else {}
+        n_stop = sum(1 for e in run.trains if e.get("stopped"))
+        run_ep = sum(len(e.get("curve") or []) for e in run.trains)
+        plan_ep = sum(int(_num(e.get("epochs"))) for e in run.trains if _ok(_num(e.get("epochs"))))
+        secs = sum(_num(e.get("seconds")) for e in run.trains if _ok(_num(e.get("seconds"))))
+        body.append(f"<p>{len(run.trains)} architecture(s) trained ({_esc(tr.get('epochs', '?'))} epochs on "
+                    f"<code>{_esc(tr.get('data', '?'))}</code>), {n_stop} stopped early by the learning-curve rule "
+                    f"when their optimistic final accuracy could not beat the front at their measured latency: "
+                    f"{run_ep} of {plan_ep} epochs run ({_pct(1 - run_ep / plan_ep) if plan_ep else '—'} saved), "
+                    f"{_dur(secs)} of training.</p>")
+        pairs = _train_prediction_pairs(run)
+        if pairs:
+            mae = statistics.fmean(abs(p - f) for p, f, _ in pairs)
+            body.append(f"<p>Predicted vs final accuracy over {len(pairs)} decisions of completed runs: mean "
+                        f"|error| {_f(mae, 3)}.</p>")
+        rows = []
+        for e in sorted(run.trains, key=lambda e: _num(e.get("t"))):
+            k = str(e.get("key"))
+            last = (e.get("decisions") or [{}])[-1] if e.get("decisions") else {}
+            rows.append([f"<code>{_esc(_short(_arch_text(run.arch.get(k, k)), 70))}</code>",
+                         _f(run.measured.get(k)), _f(e.get("threshold"), 3),
+                         f"{len(e.get('curve') or [])}/{_esc(e.get('epochs'))}",
+                         _f(last.get("predicted"), 3) if isinstance(last, dict) else "—",
+                         _f(last.get("margin"), 3) if isinstance(last, dict) else "—",
+                         "stopped" if e.get("stopped") else _f(e.get("final"), 3),
+                         _esc(last.get("rule", "—")) if isinstance(last, dict) else "—", _dur(e.get("seconds"))])
+        body.append(_table(["architecture", "latency (ms)", "needed accuracy", "epochs", "last prediction",
+                            "margin", "final accuracy", "rule", "time"], rows[:60], numeric={1, 2, 4, 5, 6}))
+        if len(rows) > 60:
+            body.append(f"<p class=\"muted\">… and {len(rows) - 60} more in journal.jsonl.</p>")
 
     # ---- failures
     if run.fails:
