@@ -81,6 +81,21 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subpro
     )
 
 
+def kill_when(cmd: list[str], ready, *, env: dict | None = None, timeout: float = 120) -> None:
+    """Start ``cmd``, poll ``ready()`` every 50 ms until it is true (or ``timeout``), then
+    SIGKILL the process and reap it (a kill -9 of a real run, for resume tests)."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while time.time() < deadline and not ready():
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def assert_one_line_error(r: subprocess.CompletedProcess, *needles: str) -> None:
     """Exit 2, a single non-empty stderr line containing every needle, no traceback."""
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)

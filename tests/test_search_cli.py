@@ -4,15 +4,14 @@ subprocess), bad input -> one line + exit 2 + nothing written, compare."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from conftest import kill_when
 
 from cosearch.search.journal import read_journal
 
@@ -29,17 +28,12 @@ def _run(verb: str, *args: str, env=None) -> subprocess.CompletedProcess:
 
 def test_resume_after_kill_loses_and_repeats_nothing(tmp_path):
     out = tmp_path / "run"
-    env = {**os.environ, "COSEARCH_FAKE_SLEEP": "0.03"}
-    proc = subprocess.Popen(_cmd("search", *FAKE, "--max-archs", "30", "--seed", "2", "--out", str(out)),
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
+    def ready() -> bool:
         evs = read_journal(out / "journal.jsonl") if (out / "journal.jsonl").exists() else []
-        if sum(e["event"] == "measure" for e in evs) >= 6:
-            break
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+        return sum(e["event"] == "measure" for e in evs) >= 6
+
+    kill_when(_cmd("search", *FAKE, "--max-archs", "30", "--seed", "2", "--out", str(out)), ready,
+              env={"COSEARCH_FAKE_SLEEP": "0.03"})
     before = read_journal(out / "journal.jsonl")
     assert not any(e["event"] == "done" for e in before), "the run ended before the kill; slow it down"
     done_keys = {e["key"] for e in before if e["event"] == "measure" and e.get("ok")}

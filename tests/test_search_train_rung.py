@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import pytest
+from conftest import kill_when
 
 from cosearch.errors import CosearchError
 from cosearch.search.api import run_search
@@ -112,18 +111,11 @@ def cfg_space():
 
 def test_resume_after_kill_never_retrains(tmp_path):
     out = tmp_path / "run"
-    env = {**os.environ, "COSEARCH_FAKE_SLEEP": "0.01"}
     base = ["--evaluator", "fake", "--estimator", "synthetic+train", "--space", "nb201", "--no-progress",
             "--train-epochs", "4", "--max-archs", "16", "--seed", "1"]
-    proc = subprocess.Popen(_cmd(*base, "--out", str(out)), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if (out / "journal.jsonl").exists() and len(_train_events(out)) >= 3:
-            break
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when(_cmd(*base, "--out", str(out)),
+              lambda: (out / "journal.jsonl").exists() and len(_train_events(out)) >= 3,
+              env={"COSEARCH_FAKE_SLEEP": "0.01"})
     before = read_journal(out / "journal.jsonl")
     assert not any(e["event"] == "done" for e in before), "the run ended before the kill; slow it down"
     r = subprocess.run(_cmd("--resume", str(out), "--no-progress"), capture_output=True, text=True, timeout=300)
