@@ -110,6 +110,11 @@ def prepare(cfg: SearchConfig, *, schedules: str | None = None, out: Path | None
     return Prepared(cfg, space, estimator, target, sched, pool, trainer)
 
 
+#: the data split of the training rung and of --train-pareto: fixed, so that searches with different
+#: ``--seed`` (weights, batch order, proposals) share one split and one learning-curve sample store
+SPLIT_SEED = 0
+
+
 def make_trainer(cfg: SearchConfig, space):
     """The training rung's estimator; checks now (before any work) that the dataset loads and
     fits the space's networks (input shape, class count): a mismatch is one line, exit 2."""
@@ -117,7 +122,7 @@ def make_trainer(cfg: SearchConfig, space):
     from cosearch.train.trainer import check_fits
 
     trainer = TrainEstimator(epochs=cfg.train_epochs, data=cfg.train_data, seed=cfg.seed, limit=cfg.train_limit,
-                             split_seed=cfg.seed)
+                             split_seed=SPLIT_SEED)
     arch = space.canonical(space.sample(np.random.default_rng([cfg.seed, 5])))
     check_fits(space, arch, trainer.data_for(space, arch))
     return trainer
@@ -256,7 +261,7 @@ def train_front(out: Path, cfg: SearchConfig, result: dict[str, Any], *, progres
                 try:
                     tr = train_artifact(str(out / str(pt.get("artifact") or f"pareto/{i}")), out=dest,
                                         data=cfg.train_data, config=tcfg, target=cfg.target,
-                                        schedules=conf.get("schedules"), split_seed=cfg.seed, limit=cfg.train_limit)
+                                        schedules=conf.get("schedules"), split_seed=SPLIT_SEED, limit=cfg.train_limit)
                 except Exception as e:  # noqa: BLE001 - one failed training never ends the run
                     msg = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
                     j.write("fail", key=pt.get("key"), stage="train", error=msg)
