@@ -653,7 +653,9 @@ def tune_tasks(
         for t in sel_tasks:
             if db.has_workload(t.mod):
                 dbmod.add_records(scratch_db, db.get_top_k(db.commit_workload(t.mod), config.keep_records or 8))
-        persist.workloads = [scratch_db.commit_workload(t.mod) for t in sel_tasks]
+        # each record with its own kernel: the scratch database's anchor-equal workload may be another
+        # variant (e.g. an epilogue the bias add is inlined into) on which this trace does not replay
+        persist.workloads = [ms.database.Workload(t.mod) for t in sel_tasks]
         persist.target = tgt
         callbacks = list(ms.measure_callback.MeasureCallback.create("default")) + [_monitor(stats, persist, sel_budgets, max(sel_budgets))]
         if config.cost_model == "xgb":
