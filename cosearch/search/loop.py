@@ -118,16 +118,9 @@ TRAIN_SUFFIX = "+train"
 
 def parse_duration(text: str) -> float:
     """``"30m"``, ``"90s"``, ``"1h"``, ``"45"`` (seconds) -> seconds; ``CosearchError`` otherwise."""
-    s = str(text).strip().lower()
-    mult = {"s": 1, "m": 60, "h": 3600}.get(s[-1:], None)
-    num = s[:-1] if mult else s
-    try:
-        v = float(num) * (mult or 1)
-    except ValueError:
-        raise CosearchError(f"--budget must be a duration like 30m, 90s or 1h, got {text!r}") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise CosearchError(f"--budget must be a positive duration like 30m or 90s, got {text!r}")
-    return v
+    from cosearch.cli_args import duration_s
+
+    return duration_s("--budget", text)
 
 
 @dataclass
