@@ -87,3 +87,132 @@ def print_table(rows: Sequence[dict[str, Any]], cols: Sequence[str]) -> None:
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
     for row in cells:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+# --------------------------------------------------------------------------- real graphs
+#: ONNX model-zoo graphs shipped with the ``onnx`` package (backend/test/data/light): the
+#: structure of the real networks, weights replaced by ``ConstantOfShape`` nodes that
+#: ``randomized_light`` turns into seeded random initializers. 1x3x224x224, batch 1.
+LIGHT_MODELS = ("squeezenet", "shufflenet", "resnet50", "inception_v1")
+
+
+def light_path(name: str) -> Path:
+    import onnx
+
+    p = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / f"light_{name}.onnx"
+    if not p.exists():
+        raise FileNotFoundError(f"{p} is not shipped by this onnx version")
+    return p
+
+
+def randomized_light(name: str, seed: int = 0):
+    """The light graph ``name`` with every ``ConstantOfShape(<initializer shape>)`` replaced
+    by a seeded random initializer (He-scaled conv/Gemm weights, positive BatchNorm
+    scale/variance) -- the same construction as tests/test_model_zoo.py."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(light_path(name)))
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    uses: dict[str, tuple[str, int, dict]] = {}
+    for node in g.node:
+        for i, nm in enumerate(node.input):
+            uses.setdefault(nm, (node.op_type, i, {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}))
+    rng = np.random.default_rng(seed)
+    keep, new_inits = [], []
+    for node in g.node:
+        if node.op_type == "ConstantOfShape" and node.input and node.input[0] in inits:
+            shape = tuple(int(s) for s in numpy_helper.to_array(inits[node.input[0]]))
+            op, idx, attrs = uses.get(node.output[0], ("", -1, {}))
+            if op == "BatchNormalization" and idx in (1, 4):
+                a = rng.uniform(0.5, 1.5, shape)
+            elif op == "Conv" and idx == 1:
+                a = rng.standard_normal(shape) * np.sqrt(2.0 / max(1, int(np.prod(shape[1:]))))
+            elif op == "Gemm" and idx == 1:
+                fan_in = shape[1] if attrs.get("transB", 0) else shape[0]
+                a = rng.standard_normal(shape) * np.sqrt(1.0 / fan_in)
+            else:
+                a = rng.standard_normal(shape) * 0.1
+            new_inits.append(numpy_helper.from_array(a.astype(np.float32), node.output[0]))
+        else:
+            keep.append(node)
+    del g.node[:]
+    g.node.extend(keep)
+    g.initializer.extend(new_inits)
+    model.ir_version = max(model.ir_version, 4)  # IR < 4 wants every initializer as a graph input
+    # initializers listed as graph inputs are overridable, so ONNX Runtime does not fold them
+    # as constants (a handicap TVM, which binds them, does not have): IR >= 4 lets them go
+    names = {t.name for t in g.initializer}
+    real = [i for i in g.input if i.name not in names]
+    del g.input[:]
+    g.input.extend(real)
+    return model
+
+
+def onnx_flops(model) -> float:
+    """2 x multiply-accumulates of the Conv / Gemm / MatMul nodes (shape inference)."""
+    from onnx import shape_inference
+
+    m = shape_inference.infer_shapes(model)
+    shapes: dict[str, tuple[int, ...]] = {}
+    for vi in list(m.graph.value_info) + list(m.graph.input) + list(m.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        shapes[vi.name] = tuple(int(d.dim_value) for d in dims)
+    for t in m.graph.initializer:
+        shapes[t.name] = tuple(t.dims)
+    total = 0.0
+    for n in m.graph.node:
+        out = shapes.get(n.output[0])
+        if not out:
+            continue
+        if n.op_type == "Conv":
+            w = shapes.get(n.input[1])
+            if w:
+                total += 2.0 * float(np.prod(out)) * float(np.prod(w[1:]))
+        elif n.op_type in ("Gemm", "MatMul"):
+            a = shapes.get(n.input[0])
+            if a:
+                k = a[-1] if not (n.op_type == "Gemm" and any(x.name == "transA" and x.i for x in n.attribute)) else a[0]
+                total += 2.0 * float(np.prod(out)) * float(k)
+    return total
+
+
+def load_net(name: str, *, seed: int = 0):
+    """A bench network by name -> (onnx.ModelProto, input array, description). ``name`` is a
+    key of MODELS (built in torch, exported to ONNX) or of LIGHT_MODELS (model-zoo graph)."""
+    from cosearch.compile.frontend import torch_to_onnx
+
+    if name in LIGHT_MODELS:
+        model = randomized_light(name, seed=seed)
+        dims = model.graph.input[0].type.tensor_type.shape.dim
+        shape = tuple(int(d.dim_value) for d in dims)
+        x = np.random.default_rng(seed + 1).standard_normal(shape).astype(np.float32)
+        return model, x, {"kind": "onnx-zoo", "path": str(light_path(name)), "seed": seed}
+    if name not in MODELS:
+        raise KeyError(f"unknown bench network {name!r}; known: {', '.join(list(MODELS) + list(LIGHT_MODELS))}")
+    import torch
+
+    from cosearch.space import create_space
+
+    space_name, arch, settings = MODELS[name]
+    space = create_space(space_name, **settings)
+    net = space.build(arch, seed=seed).eval()
+    shape = tuple(space.input_shape(arch, 1))
+    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    model = torch_to_onnx(net, (torch.from_numpy(x),))
+    return model, x, {"kind": "space", "space": space_name, "arch": arch, "settings": settings, "seed": seed,
+                      "torch_module": net}
+
+
+def ort_session(model, threads: int, *, profile_prefix: str | None = None):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    if profile_prefix is not None:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])

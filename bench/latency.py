@@ -1,12 +1,26 @@
-"""End-to-end latency at batch 1, side by side in one run:
-PyTorch eager, torch.compile, ONNX Runtime, TVM untuned, TVM tuned at several
-budgets. Reports ratios to ONNX Runtime, GFLOP/s (2 x MACs / latency) and the
-tuning cost of each budget.
+"""End-to-end latency at batch 1 on real graphs, side by side in one interleaved run:
+ONNX Runtime, PyTorch (eager, torch.compile) where a faithful torch model exists,
+and TVM tuned at increasing budgets -- incremental, into one database per network
+(budget 2 continues budget 1). Per TVM row: ratio to ONNX Runtime, GFLOP/s,
+tuning seconds, the database's kernel sum and the fitted end-to-end prediction
+(``cosearch.compile.latency_model``) with their errors vs the measured median.
 
-    python bench/latency.py                       # both models, budgets 64,200,400
-    python bench/latency.py --models nb201 --budgets 32 --repeat 20   # quick
+Networks: the ONNX model-zoo graphs of the ``onnx`` package (SqueezeNet,
+ShuffleNet, ResNet-50, Inception v1; 224x224, seeded random weights) and the
+benches' mbv2-small and NB201 nets. PyTorch for the model-zoo graphs is n/a:
+they exist only as ONNX, and converting them (onnx2torch) needs torchvision,
+whose ops do not load against our torch build -- no cheap faithful way.
 
-Writes bench/results/latency.json.
+Tuning uses the engine defaults (``TuneConfig()``) except the trial budget.
+Every TVM measurement is recorded as a latency sample in its network's database;
+the prediction for a network is fitted on the *other* networks' samples of this
+run (leave one network out), plus ``--samples`` files from earlier runs.
+
+    python bench/latency.py --quick            # nb201 + squeezenet, 2 small budgets (a few minutes)
+    python bench/latency.py                    # all six networks, budgets 64,160,320 (<= 45 min)
+
+Writes bench/results/latency_real.json (bench/results/latency.json holds the
+earlier run on the two small nets, "before").
 """
 
 from __future__ import annotations
@@ -19,7 +33,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODELS, print_table, time_calls, write_results  # noqa: E402
+from common import LIGHT_MODELS, MODELS, load_net, onnx_flops, ort_session, print_table, time_calls, write_results  # noqa: E402
+
+ALL = list(LIGHT_MODELS) + list(MODELS)
+QUICK = {"nets": "nb201,squeezenet", "budgets": "16,32", "repeat": 12, "rounds": 3}
 
 
 def _no_grad(net, x):
@@ -31,127 +48,143 @@ def _no_grad(net, x):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
-    ap.add_argument("--budgets", default="64,200,400", help="TVM tuning budgets (trials), each into a fresh database")
-    ap.add_argument("--trials-per-iter", type=int, default=8, help="candidates per measured batch")
-    ap.add_argument("--fit-batch", default="on", choices=("on", "off", "both"),
-                    help="TuneConfig.fit_batch (shrink batches so every task gets one); 'both' tunes each budget "
-                         "twice, side by side (engines tvm-tuned-B and tvm-tuned-B-nofit)")
+    ap.add_argument("--nets", "--models", dest="nets", default=",".join(ALL), help=f"comma-separated, from {', '.join(ALL)}")
+    ap.add_argument("--budgets", default="64,160,320",
+                    help="cumulative TVM trial budgets; each continues the previous one in the same database")
+    ap.add_argument("--quick", action="store_true", help=f"{QUICK}")
     ap.add_argument("--target", default="host")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeat", type=int, default=50)
+    ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds over all engines")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-torch-compile", action="store_true")
+    ap.add_argument("--torch-compile", action="store_true", help="also torch.compile (space nets; ~30 s each)")
+    ap.add_argument("--layout", default=None, help="conv layout at import (frontend default when omitted)")
+    ap.add_argument("--samples", default="", help="comma-separated latency_samples.jsonl files from earlier runs, "
+                                                  "added to every fit")
+    ap.add_argument("--work-dir", default=None, help="databases, one per network (default: a temporary folder)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    if args.quick:
+        for k, v in QUICK.items():
+            setattr(args, k, v)
+    nets = [n for n in args.nets.split(",") if n]
+    bad = [n for n in nets if n not in ALL]
+    try:
+        budgets = [int(b) for b in args.budgets.split(",") if b]
+    except ValueError:
+        budgets = []
+    if bad or not budgets or any(b <= 0 for b in budgets) or budgets != sorted(set(budgets)):
+        print(f"error: networks must be from {', '.join(ALL)} (got {args.nets!r}) and budgets increasing positive "
+              f"integers (got {args.budgets!r})", file=sys.stderr)
+        return 2
 
     os.environ.setdefault("TVM_NUM_THREADS", str(args.threads))
     import numpy as np
-    import onnxruntime as ort
     import torch
+    import tvm
 
-    from cosearch.compile.frontend import from_onnx, torch_to_onnx
+    from cosearch.compile import engine
+    from cosearch.compile import latency_model as lm
+    from cosearch.compile.frontend import from_onnx
     from cosearch.compile.target import load_target
     from cosearch.compile.tune import TuneConfig, tune_and_compile
-    from cosearch.estimate.signals import count_macs
-    from cosearch.space import create_space
 
     torch.set_num_threads(args.threads)
     target = load_target(args.target)
-    budgets = [int(b) for b in args.budgets.split(",") if b]
-    config = {"models": {m: MODELS[m] for m in args.models.split(",")}, "budgets": budgets, "target": target.to_dict(),
-              "trials_per_iter": args.trials_per_iter, "fit_batch": args.fit_batch,
-              "threads": args.threads, "repeat": args.repeat, "seed": args.seed}
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="cosearch-latency-"))
+    t_all = time.perf_counter()
     rows: list[dict] = []
-    for model_name in args.models.split(","):
-        space_name, arch, settings = MODELS[model_name]
-        space = create_space(space_name, **settings)
-        net = space.build(arch, seed=args.seed).eval()
-        shape = space.input_shape(arch, 1)
-        x = torch.from_numpy(np.random.default_rng(args.seed).standard_normal(shape).astype("float32"))
-        xn = x.numpy()
-        flops = 2.0 * count_macs(net, shape)
-        # Build every engine first, time them all afterwards in interleaved rounds:
-        # the machines are shared, and timing ONNX Runtime minutes before TVM (after
-        # tuning) compared different load levels, not engines.
+    measured: list[tuple[str, dict, object, Path, object, dict]] = []  # (net, row, plan, db, features, sample)
+    for net_name in nets:
+        model, x, desc = load_net(net_name, seed=args.seed)
+        flops = onnx_flops(model)
         engines: dict[str, tuple] = {}  # name -> (callable, extra row fields)
-        with torch.inference_mode():
-            ref = net(x).numpy()
-        engines["torch-eager"] = (lambda: _no_grad(net, x), {})
-        if not args.no_torch_compile:
-            t0 = time.perf_counter()
-            cnet = torch.compile(net)
-            _no_grad(cnet, x)
-            engines["torch.compile"] = (lambda: _no_grad(cnet, x), {"compile_s": time.perf_counter() - t0})
-
-        onnx_model = torch_to_onnx(net, (x,))
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = args.threads
-        so.inter_op_num_threads = 1
-        sess = ort.InferenceSession(onnx_model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        sess = ort_session(model, args.threads)
         iname = sess.get_inputs()[0].name
-        engines["onnxruntime"] = (lambda: sess.run(None, {iname: xn}), {})
-
-        import tvm
-
-        imported = from_onnx(onnx_model)
+        ref = sess.run(None, {iname: x})[0]
+        engines["onnxruntime"] = (lambda s=sess, n=iname: s.run(None, {n: x}), {})
+        net = desc.pop("torch_module", None)
+        if net is not None:
+            xt_torch = torch.from_numpy(x)
+            engines["torch-eager"] = (lambda: _no_grad(net, xt_torch), {})
+            if args.torch_compile:
+                t0 = time.perf_counter()
+                cnet = torch.compile(net)
+                _no_grad(cnet, xt_torch)
+                engines["torch.compile"] = (lambda: _no_grad(cnet, xt_torch), {"compile_s": time.perf_counter() - t0})
+        imported = from_onnx(model, **({"layout": args.layout} if args.layout else {}))
+        plan = engine.plan(imported, target)
+        db = work / net_name
+        db.mkdir(parents=True, exist_ok=True)
         dev = tvm.cpu()
-        xt = tvm.runtime.tensor(xn, dev)
-
-        def tvm_engine(executable):
-            vm = tvm.relax.VirtualMachine(executable, dev)
-            out = vm["main"](xt)
-            out = out[0] if not hasattr(out, "numpy") else out
-            err = float(np.abs(out.numpy() - ref).max())
-            return (lambda: vm["main"](xt)), err
-
-        t0 = time.perf_counter()
-        ex = tvm.compile(imported.mod, target=target.tvm_target())
-        fn, err = tvm_engine(ex)
-        engines["tvm-untuned"] = (fn, {"compile_s": time.perf_counter() - t0, "max_abs_err": err})
-
-        fits = {"on": [True], "off": [False], "both": [True, False]}[args.fit_batch]
+        xt = tvm.runtime.tensor(x, dev)
+        done = 0
+        tune_total = 0.0
         for budget in budgets:
-            for fit in fits:
-                with tempfile.TemporaryDirectory(prefix="cosearch-bench-db-") as db:
-                    t0 = time.perf_counter()
-                    res = tune_and_compile(imported, target, database_dir=Path(db),
-                                           config=TuneConfig(trials=budget, trials_per_iter=args.trials_per_iter,
-                                                             seed=args.seed, patience=None, fit_batch=fit))
-                    tune_s = time.perf_counter() - t0
-                fn, err = tvm_engine(res.executable)
-                src = [t.source for t in res.tasks]
-                name = f"tvm-tuned-{budget}" + ("" if fit or args.fit_batch == "off" else "-nofit")
-                engines[name] = (fn, {
-                    "trials": res.trials_run, "batch": res.trials_per_iter, "tune_s": tune_s,
-                    "s_per_trial": tune_s / max(res.trials_run, 1),
-                    "tasks": len(src), "tasks_tuned": src.count("tuned"), "max_abs_err": err,
-                    "kernel_sum_ms_at_tuning": sum((t.best_us or 0.0) * t.weight for t in res.tasks) / 1e3})
-
+            t0 = time.perf_counter()
+            res = tune_and_compile(imported, target, database_dir=db, config=TuneConfig(trials=budget - done, seed=args.seed))
+            tune_s = time.perf_counter() - t0
+            tune_total += tune_s
+            done = budget
+            vm = tvm.relax.VirtualMachine(res.executable, dev)
+            out = vm["main"](xt)
+            out = out if hasattr(out, "numpy") else out[0]
+            err = float(np.abs(out.numpy() - ref).max() / max(1e-12, float(np.abs(ref).max())))
+            feats = lm.plan_features(plan, db)  # the database as this executable was compiled from it
+            src = [t.source for t in res.tasks]
+            engines[f"tvm-{budget}"] = ((lambda v=vm: v["main"](xt)), {
+                "budget": budget, "trials": res.trials_run, "tune_s": tune_s, "tune_s_total": tune_total,
+                "tasks": len(src), "tasks_from_db": src.count("tuned") + src.count("db"),
+                "tasks_fallback": src.count("fallback"), "tasks_untuned": src.count("untuned"),
+                "rel_err_vs_ort": err, "kernel_sum_ms": feats.kernel_ms, "untuned_est_ms": feats.untuned_ms,
+                "_features": feats})
+            print(f"  {net_name}: tuned to {budget} trials ({tune_s:.0f} s)", flush=True)
         samples: dict[str, list[float]] = {name: [] for name in engines}
-        rounds = max(1, args.rounds)
-        for _ in range(rounds):  # interleaved: every engine sees the same load levels
+        per = max(1, args.repeat // max(1, args.rounds))
+        for _ in range(max(1, args.rounds)):  # interleaved: every engine sees the same load levels
             for name, (fn, _extra) in engines.items():
-                samples[name] += time_calls(fn, repeat=max(1, args.repeat // rounds), warmup=2)["samples"]
+                samples[name] += time_calls(fn, repeat=per, warmup=1)["samples"]
+        ort_med = float(np.median(samples["onnxruntime"]))
         for name, (_fn, extra) in engines.items():
             p10, med, p90 = np.percentile(samples[name], [10, 50, 90])
-            rows.append({"model": model_name, "engine": name, "median_ms": float(med), "p10_ms": float(p10),
-                         "p90_ms": float(p90), "min_ms": float(min(samples[name])), "n": len(samples[name]),
-                         "gflops": flops / (med * 1e-3) / 1e9, **extra})
-            print(f"  {model_name:10s} {name:22s} {med:.4f} ms", flush=True)
+            row = {"net": net_name, "engine": name, "median_ms": float(med), "p10_ms": float(p10), "p90_ms": float(p90),
+                   "n": len(samples[name]), "x_vs_ort": float(med) / ort_med, "gflops": flops / (med * 1e-3) / 1e9,
+                   "gflop": flops / 1e9, **{k: v for k, v in extra.items() if not k.startswith("_")}}
+            rows.append(row)
+            if "_features" in extra:
+                sample = lm.record_measurement(db, plan, float(med), network=net_name, features=extra["_features"],
+                                               note=f"bench/latency.py budget={extra['budget']}")
+                row["kernel_sum_err"] = extra["_features"].kernel_ms / float(med) - 1.0
+                measured.append((net_name, row, plan, db, extra["_features"], sample))
+            print(f"  {net_name:12s} {name:14s} {med:9.3f} ms  {float(med) / ort_med:6.2f}x ORT", flush=True)
+        del engines
 
-    for model_name in {r["model"] for r in rows}:
-        base = next((r for r in rows if r["model"] == model_name and r["engine"] == "onnxruntime"), None)
-        for r in rows:
-            if r["model"] == model_name and base:
-                r["x_vs_ort"] = r["median_ms"] / base["median_ms"]
-                r["x_vs_ort_p10"] = r["p10_ms"] / base["p10_ms"]
-    path = write_results("latency", config, rows, args.out)
+    # the prediction per network: fitted on every other network's samples (+ earlier runs' files)
+    extra_samples = []
+    for f in [s for s in args.samples.split(",") if s]:
+        extra_samples += lm.read_samples(f)
+    all_samples = [m[5] for m in measured]
+    for net_name, row, _plan, _db, feats, _s in measured:
+        fit = lm.fit_latency([s for s in all_samples + extra_samples if s.get("network") != net_name])
+        pred = fit.predict(feats)
+        row.update({"predicted_ms": pred, "predicted_err": pred / row["median_ms"] - 1.0, "fit_kind": fit.kind})
+    fit_all = lm.fit_latency(all_samples + extra_samples)
+    lono = lm.leave_one_network_out(all_samples + extra_samples) if len({s["network"] for s in all_samples}) > 1 else {}
+    config = {"nets": nets, "budgets": budgets, "target": target.to_dict(), "threads": args.threads,
+              "repeat": args.repeat, "rounds": args.rounds, "seed": args.seed, "quick": args.quick,
+              "layout": args.layout, "tune_config": "TuneConfig() defaults, trials = budget increments",
+              "work_dir": str(work), "torch_for_zoo_graphs": "n/a: ONNX-only graphs; onnx2torch needs torchvision"}
+    path = write_results("latency_real", config, rows, args.out, wall_s=time.perf_counter() - t_all,
+                         fit_all=fit_all.to_dict(), leave_one_network_out=lono, samples=all_samples)
     print()
-    print_table(rows, ["model", "engine", "median_ms", "p10_ms", "x_vs_ort", "x_vs_ort_p10", "gflops", "trials",
-                       "batch", "tasks_tuned", "tune_s", "s_per_trial"])
-    print(f"\nwritten {path}")
+    print_table(rows, ["net", "engine", "median_ms", "x_vs_ort", "gflops", "trials", "tune_s", "tasks_from_db",
+                       "tasks_fallback", "kernel_sum_ms", "kernel_sum_err", "predicted_ms", "predicted_err"])
+    if lono:
+        print("\nleave one network out (fit on the others):")
+        for n, v in lono.items():
+            print(f"  {n:12s} n={v['n']}  mean |err| {v['mean_abs_rel_err']:.1%}  max {v['max_abs_rel_err']:.1%}  "
+                  f"(raw kernel sum {v['raw_mean_abs_rel_err']:.1%})")
+    print(f"\nwall {time.perf_counter() - t_all:.0f} s; written {path}")
     return 0
 
 

@@ -27,7 +27,10 @@ from them, and the trials it already had are counted from the history file.
 **Where the trials go** (``allocate``): first one batch to every task the
 database lacks (an untuned task runs a seeded, unmeasured fallback schedule at
 best: ``cosearch.compile.fallback``); the rest in
-proportion to ``weight x best µs / sqrt(1 + trials spent)``, an estimate of the
+proportion to ``weight x best µs / sqrt(1 + trials spent)`` (a task without a
+measurement: µs expected from its FLOPs and bytes, ``expected_us``, so a 224x224 conv
+outranks a small pool; ``TuneConfig.first_round`` < 1 leaves part of the budget to this
+second stage), an estimate of the
 time each task still costs the model per trial spent on it, capped per task
 (``TuneConfig.trials_per_task``). The rule (``EarlyStopRule``) may skip a task
 before its first batch and stop it after any batch.
@@ -222,13 +225,16 @@ def load_model(text: str, *, seed: int | None = 0) -> tuple["ImportedModel", dic
     from cosearch.compile.frontend import from_onnx
 
     if model_kind(text) == "onnx":
-        return from_onnx(text), {"kind": "onnx", "path": str(Path(text).resolve())}
+        imported = from_onnx(text)
+        # layout: the conv data layout in effect ("auto" resolved), part of every workload key
+        return imported, {"kind": "onnx", "path": str(Path(text).resolve()), "layout": imported.layout}
     from cosearch.space import parse_model_spec
 
     space, arch = parse_model_spec(text)
     shape = tuple(space.input_shape(arch))
-    return import_arch(space, arch, seed=seed), {"kind": "space", "spec": text, "space": space.config(), "arch": arch,
-                                                 "input_shape": list(shape)}
+    imported = import_arch(space, arch, seed=seed)
+    return imported, {"kind": "space", "spec": text, "space": space.config(), "arch": arch,
+                      "input_shape": list(shape), "layout": imported.layout}
 
 
 # --------------------------------------------------------------------------- status / predict
@@ -364,6 +370,20 @@ def quiet_native_logs(log_file: Path | None) -> Iterator[Any]:
 
 
 # --------------------------------------------------------------------------- allocation
+#: what a kernel without a measurement is assumed to reach, for sharing trials: 10 GFLOP/s
+#: and 2 GB/s (after a first batch of 4, 224x224 convs ran at 1-10 GFLOP/s and SqueezeNet's
+#: pools / layout transforms, FLOP-free, at 7-13 ms per call under load: bench/results/gap*.json)
+EXPECTED_GFLOPS = 10.0
+EXPECTED_GBPS = 2.0
+
+
+def expected_us(flops: float, shapes: Sequence[Sequence[int]] = (), itemsize: int = 4) -> float:
+    """A new kernel's expected µs: its FLOPs or its bytes moved (every buffer once), whichever
+    takes longer at the rates above; at least 1 µs."""
+    nbytes = float(sum(math.prod(int(d) for d in s) for s in shapes)) * itemsize
+    return max(1.0, float(flops) / (EXPECTED_GFLOPS * 1e3), nbytes / (EXPECTED_GBPS * 1e3))
+
+
 def allocate(tasks: Sequence[PlannedTask], st: dict[str, TaskStatus], trials: int, batch: int,
              per_task_cap: int | None = None) -> dict[str, int]:
     """Per-workload trial budgets summing to at most ``trials`` (see module docstring)."""
@@ -379,8 +399,6 @@ def allocate(tasks: Sequence[PlannedTask], st: dict[str, TaskStatus], trials: in
     cap = per_task_cap if per_task_cap is not None else trials
     left = trials
     new = [w for w in uniq if not st[w].in_db]
-    known_us = [st[w].best_us for w in uniq if st[w].best_us is not None]
-    guess = max(known_us) if known_us else 1.0
     for w in sorted(new, key=lambda w: -weight[w] * uniq[w].features.flops):
         give = min(batch, cap, left)
         if give <= 0:
@@ -389,7 +407,7 @@ def allocate(tasks: Sequence[PlannedTask], st: dict[str, TaskStatus], trials: in
         left -= give
 
     def score(w: str) -> float:
-        us = st[w].best_us if st[w].best_us is not None else guess
+        us = st[w].best_us if st[w].best_us is not None else expected_us(uniq[w].features.flops, uniq[w].features.shapes)
         spent = st[w].trials_spent + budgets.get(w, 0)
         return weight[w] * us / math.sqrt(1 + spent)
 

@@ -43,6 +43,7 @@ class ImportedModel:
     inputs: list[tuple[str, tuple[int, ...], str]]  # (name, shape, dtype)
     onnx_model: "onnx.ModelProto"
     seconds: dict[str, float] = field(default_factory=dict)  # export, import, lower
+    layout: str = "NCHW"  # conv data layout in effect (cosearch.compile.layout, "auto" resolved); part of every workload
 
 
 # Relax ops on constants that numpy evaluates exactly like TVM (numpy broadcasting).
@@ -165,9 +166,11 @@ class _LegalizeCache:
         func = bb.get()[gv]
         if not isinstance(func, tirx.PrimFunc):
             return
-        self.entries[key] = (func, gv.name_hint, tuple(idx), out.ty_args[0] if len(out.ty_args) == 1 else list(out.ty_args))
+        if len(out.ty_args) != 1 or not isinstance(out.ty_args[0], relax.TensorType):
+            return  # tuple outputs (nn.dropout): call_tir takes a list of tensor types; not reused
+        self.entries[key] = (func, gv.name_hint, tuple(idx), out.ty_args[0])
 
-    def legalize_map(self, mod: "tvm.IRModule") -> dict:
+    def legalize_map(self, mod: "tvm.IRModule", overrides: dict | None = None) -> dict:
         import tvm
         from tvm import relax
         from tvm.relax.expr_functor import PyExprVisitor, visitor
@@ -186,7 +189,7 @@ class _LegalizeCache:
                 Ops().visit_expr(f)
         out = {}
         for n in sorted(names):
-            default = tvm.ir.Op.get(n).get_attr("FLegalize")
+            default = (overrides or {}).get(n) or tvm.ir.Op.get(n).get_attr("FLegalize")
             if default is not None:
                 out[n] = self.wrap(n, default)
         return out
@@ -195,10 +198,25 @@ class _LegalizeCache:
 _LEGALIZE_CACHE = _LegalizeCache()
 
 
-def lower(mod: "tvm.IRModule") -> "tvm.IRModule":
-    """The fusing pipeline applied to an imported Relax module."""
+def lower(mod: "tvm.IRModule", layout: str = "NCHW") -> "tvm.IRModule":
+    """The fusing pipeline applied to an imported Relax module, convolutions converted
+    to ``layout`` first (``cosearch.compile.layout``; weight transforms folded)."""
+    return lower_with_layout(mod, layout)[0]
+
+
+def lower_with_layout(mod: "tvm.IRModule", layout: str) -> "tuple[tvm.IRModule, str]":
+    """``lower`` returning the layout in effect too (``auto`` resolved)."""
+    from cosearch.compile.layout import check_layout
+
+    check_layout(layout)
+    return _lower(mod, layout)
+
+
+def _lower(mod: "tvm.IRModule", layout: str) -> "tuple[tvm.IRModule, str]":
     import tvm
     from tvm import relax
+
+    from cosearch.compile.layout import convert, legalize_overrides
 
     fold = _numpy_folder()
     first = tvm.transform.Sequential(
@@ -212,16 +230,18 @@ def lower(mod: "tvm.IRModule") -> "tvm.IRModule":
     )
     with tvm.transform.PassContext(opt_level=3):
         mod = first(mod)
+    mod, layout = convert(mod, layout)
+    with tvm.transform.PassContext(opt_level=3):
         rest = tvm.transform.Sequential(
             [
-                relax.transform.LegalizeOps(_LEGALIZE_CACHE.legalize_map(mod)),
+                relax.transform.LegalizeOps(_LEGALIZE_CACHE.legalize_map(mod, legalize_overrides())),
                 relax.transform.AnnotateTIROpPattern(),
                 relax.transform.FoldConstant(),
                 relax.transform.FuseOps(),
                 relax.transform.FuseTIR(),
             ]
         )
-        return rest(mod)
+        return rest(mod), layout
 
 
 def _load_onnx(path_or_model: Any) -> "onnx.ModelProto":
@@ -278,8 +298,12 @@ def _graph_inputs(model: "onnx.ModelProto") -> list[tuple[str, tuple[int, ...], 
     return out
 
 
-def from_onnx(path_or_model: Any) -> ImportedModel:
-    """ONNX (path, bytes or ModelProto) -> ``ImportedModel``. Malformed input -> ``CosearchError``."""
+def from_onnx(path_or_model: Any, *, layout: str | None = None) -> ImportedModel:
+    """ONNX (path, bytes or ModelProto) -> ``ImportedModel``. Malformed input -> ``CosearchError``.
+    ``layout``: conv data layout (``cosearch.compile.layout.LAYOUTS``; None: ``DEFAULT_LAYOUT``)."""
+    from cosearch.compile.layout import DEFAULT_LAYOUT, check_layout
+
+    layout = check_layout(DEFAULT_LAYOUT if layout is None else layout)  # before any work
     model = _load_onnx(path_or_model)
     inputs = _graph_inputs(model)
     from tvm.relax.frontend.onnx import from_onnx as relax_from_onnx
@@ -297,9 +321,10 @@ def from_onnx(path_or_model: Any) -> ImportedModel:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CosearchError(f"TVM's ONNX frontend could not import the model: {first}") from e
     t1 = time.perf_counter()
-    mod = lower(mod)
+    mod, layout = _lower(mod, layout)
     t2 = time.perf_counter()
-    return ImportedModel(mod=mod, inputs=inputs, onnx_model=model, seconds={"import": t1 - t0, "lower": t2 - t1})
+    return ImportedModel(mod=mod, inputs=inputs, onnx_model=model, seconds={"import": t1 - t0, "lower": t2 - t1},
+                         layout=layout)
 
 
 def torch_to_onnx(module: "torch.nn.Module", example_inputs: tuple, *, opset: int = 17) -> "onnx.ModelProto":
@@ -341,12 +366,12 @@ def torch_to_onnx(module: "torch.nn.Module", example_inputs: tuple, *, opset: in
     return onnx.load_from_string(buf.getvalue())
 
 
-def from_torch(module: "torch.nn.Module", example_inputs: tuple) -> ImportedModel:
+def from_torch(module: "torch.nn.Module", example_inputs: tuple, *, layout: str | None = None) -> ImportedModel:
     """torch module + example inputs -> ``ImportedModel`` (via ONNX, see module doc)."""
     t0 = time.perf_counter()
     model = torch_to_onnx(module, example_inputs)
     t1 = time.perf_counter()
-    imported = from_onnx(model)
+    imported = from_onnx(model, layout=layout)
     imported.seconds = {"export": t1 - t0, **imported.seconds}
     return imported
 

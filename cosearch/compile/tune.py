@@ -49,6 +49,9 @@ class TuneConfig:
     trials_per_task: int | None = None  # cap per task
     trials_per_iter: int = 16  # candidates per measured batch (upper bound, see fit_batch)
     fit_batch: bool = True  # shrink the batch so every new task gets one within `trials`
+    # share of `trials` the first round (one batch per new task) may take when fitting the batch; the
+    # rest goes where engine.allocate expects the most time saved (weight x µs, FLOPs-estimated when new)
+    first_round: float = 1.0
     seed: int | None = 0
     patience: int | None = 4  # stall rule; None disables early stopping
     min_gain: float = 0.03
@@ -78,6 +81,8 @@ class TuneConfig:
         _pos_int("patience", self.patience, allow_none=True)
         _pos_int("keep_records", self.keep_records, allow_none=True)
         _pos_int("build_workers", self.build_workers, allow_none=True)
+        if isinstance(self.first_round, bool) or not isinstance(self.first_round, (int, float)) or not 0 < self.first_round <= 1:
+            raise CosearchError(f"TuneConfig.first_round must be a number in (0, 1], got {self.first_round!r}")
         if isinstance(self.min_gain, bool) or not isinstance(self.min_gain, (int, float)) or not 0 <= self.min_gain < 1:
             raise CosearchError(f"TuneConfig.min_gain must be a number in [0, 1), got {self.min_gain!r}")
         for n in ("number", "repeat", "population", "genetic_iters", "init_min_unmeasured"):
@@ -116,8 +121,9 @@ class TuneConfig:
         per = self.trials_per_iter
         if self.trials_per_task is not None:
             per = min(per, self.trials_per_task)
-        if self.fit_batch and n_tasks > 0 and n_tasks * per > self.trials:
-            per = max(1, self.trials // n_tasks)
+        first = max(1, int(self.trials * self.first_round))
+        if self.fit_batch and n_tasks > 0 and n_tasks * per > first:
+            per = max(1, first // n_tasks)
         return per
 
 
