@@ -525,8 +525,8 @@ class Search:
                 return None
         pts = []
         for r in self.archive.values():
-            a = r.acc if self.cfg.train_rung else self.acc_est(r)  # others: trained accuracies only
-            if r.key == rec.key or a is None or not r.tasks or r.status == "stopped" and self.cfg.train_rung:
+            a = r.acc  # others at their known accuracy (with the training rung: trained ones only)
+            if r.key == rec.key or a is None or not r.tasks:
                 continue
             pts.append((a, self.cal.apply(self.kernel_sum_ms(r)[0])))
             if r.status == "evaluated" and r.ms is not None:
