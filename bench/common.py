@@ -63,6 +63,19 @@ def time_calls(fn: Callable[[], Any], *, repeat: int = 50, warmup: int = 5, min_
     return {"median": float(med), "p10": float(p10), "p90": float(p90), "n": repeat, "samples": samples}
 
 
+def interleaved(fns: dict[str, Callable[[], Any]], *, rounds: int, repeat: int = 3, min_ms: float = 20.0,
+                warmup: int = 1) -> dict[str, list[float]]:
+    """Time every engine in turn, one block of ``repeat`` timings each per round, so machine
+    noise hits all engines alike; -> per-engine ms samples (``rounds * repeat`` each)."""
+    samples: dict[str, list[float]] = {e: [] for e in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(max(1, rounds)):
+        for e, fn in fns.items():
+            samples[e].extend(time_calls(fn, repeat=repeat, warmup=warmup, min_ms=min_ms)["samples"])
+    return samples
+
+
 def write_results(name: str, config: dict[str, Any], rows: list[dict[str, Any]], out: str | None = None, **extra: Any) -> Path:
     path = Path(out) if out else RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,64 +103,8 @@ def print_table(rows: Sequence[dict[str, Any]], cols: Sequence[str]) -> None:
 
 
 # --------------------------------------------------------------------------- real graphs
-#: ONNX model-zoo graphs shipped with the ``onnx`` package (backend/test/data/light): the
-#: structure of the real networks, weights replaced by ``ConstantOfShape`` nodes that
-#: ``randomized_light`` turns into seeded random initializers. 1x3x224x224, batch 1.
-LIGHT_MODELS = ("squeezenet", "shufflenet", "resnet50", "inception_v1")
-
-
-def light_path(name: str) -> Path:
-    import onnx
-
-    p = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / f"light_{name}.onnx"
-    if not p.exists():
-        raise FileNotFoundError(f"{p} is not shipped by this onnx version")
-    return p
-
-
-def randomized_light(name: str, seed: int = 0):
-    """The light graph ``name`` with every ``ConstantOfShape(<initializer shape>)`` replaced
-    by a seeded random initializer (He-scaled conv/Gemm weights, positive BatchNorm
-    scale/variance) -- the same construction as tests/test_model_zoo.py."""
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(light_path(name)))
-    g = model.graph
-    inits = {t.name: t for t in g.initializer}
-    uses: dict[str, tuple[str, int, dict]] = {}
-    for node in g.node:
-        for i, nm in enumerate(node.input):
-            uses.setdefault(nm, (node.op_type, i, {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}))
-    rng = np.random.default_rng(seed)
-    keep, new_inits = [], []
-    for node in g.node:
-        if node.op_type == "ConstantOfShape" and node.input and node.input[0] in inits:
-            shape = tuple(int(s) for s in numpy_helper.to_array(inits[node.input[0]]))
-            op, idx, attrs = uses.get(node.output[0], ("", -1, {}))
-            if op == "BatchNormalization" and idx in (1, 4):
-                a = rng.uniform(0.5, 1.5, shape)
-            elif op == "Conv" and idx == 1:
-                a = rng.standard_normal(shape) * np.sqrt(2.0 / max(1, int(np.prod(shape[1:]))))
-            elif op == "Gemm" and idx == 1:
-                fan_in = shape[1] if attrs.get("transB", 0) else shape[0]
-                a = rng.standard_normal(shape) * np.sqrt(1.0 / fan_in)
-            else:
-                a = rng.standard_normal(shape) * 0.1
-            new_inits.append(numpy_helper.from_array(a.astype(np.float32), node.output[0]))
-        else:
-            keep.append(node)
-    del g.node[:]
-    g.node.extend(keep)
-    g.initializer.extend(new_inits)
-    model.ir_version = max(model.ir_version, 4)  # IR < 4 wants every initializer as a graph input
-    # initializers listed as graph inputs are overridable, so ONNX Runtime does not fold them
-    # as constants (a handicap TVM, which binds them, does not have): IR >= 4 lets them go
-    names = {t.name for t in g.initializer}
-    real = [i for i in g.input if i.name not in names]
-    del g.input[:]
-    g.input.extend(real)
-    return model
+# ONNX model-zoo graphs shipped with the ``onnx`` package, seeded weights (cosearch.compile.zoo)
+from cosearch.compile.zoo import LIGHT_MODELS, light_path, randomized_light  # noqa: E402,F401
 
 
 def onnx_flops(model) -> float:

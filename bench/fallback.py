@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import print_table, time_calls, write_results  # noqa: E402
+from common import interleaved, print_table, write_results  # noqa: E402
 
 
 def light_dir() -> Path:
@@ -94,13 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             sources = {s: sum(c.source == s for c in report) for s in fb.SOURCES}
             engines[engine] = ((lambda vm=vm: vm["main"](xt)),
                                {"compile_s": compile_s, "max_abs_err": err, "kernels": sources})
-        # interleaved timing: one block per engine in turn
-        samples: dict[str, list[float]] = {e: [] for e in engines}
-        for fn, _ in engines.values():
-            fn()
-        for _ in range(args.repeat):
-            for e, (fn, _) in engines.items():
-                samples[e].extend(time_calls(fn, repeat=3, warmup=1, min_ms=20.0)["samples"])
+        samples = interleaved({e: fn for e, (fn, _) in engines.items()}, rounds=args.repeat)
         base = float(np.median(samples["onnxruntime"]))
         for e, (_, info) in engines.items():
             med = float(np.median(samples[e]))

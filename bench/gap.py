@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, print_table, randomized_light, time_calls, write_results  # noqa: E402
+from common import interleaved, print_table, randomized_light, write_results  # noqa: E402
 
 
 def _value(v: str):
@@ -174,12 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{model_name}/{vname}] tuned {out.trials_run} trials in {tune_s:.0f} s, err {err:.2e}, "
                   f"kernel sum {pred.ms:.2f} ms, top {[(d['us'], d['gflops']) for d in info['top']]}", flush=True)
             engines[f"{model_name}/{vname}"] = ((lambda vm=vm: vm["main"](xt)), info)
-        samples: dict[str, list[float]] = {e: [] for e in engines}
-        for fn, _ in engines.values():
-            fn()
-        for _ in range(args.repeat):
-            for e, (fn, _) in engines.items():
-                samples[e].extend(time_calls(fn, repeat=3, warmup=1, min_ms=20.0)["samples"])
+        samples = interleaved({e: fn for e, (fn, _) in engines.items()}, rounds=args.repeat)
         base = float(np.median(samples["onnxruntime"]))
         for e, (_, info) in engines.items():
             med = float(np.median(samples[e]))

@@ -11,7 +11,8 @@ benches' mbv2-small and NB201 nets. PyTorch for the model-zoo graphs is n/a:
 they exist only as ONNX, and converting them (onnx2torch) needs torchvision,
 whose ops do not load against our torch build -- no cheap faithful way.
 
-Tuning uses the engine defaults (``TuneConfig()``) except the trial budget.
+Budgets in trials tune with the engine defaults (``TuneConfig()``); budgets in time (``2m,10m``)
+with ``TuneConfig.long`` (what ``cosearch tune --time`` runs).
 Every TVM measurement is recorded as a latency sample in its network's database;
 the prediction for a network is fitted on the *other* networks' samples of this
 run (leave one network out), plus ``--samples`` files from earlier runs.
@@ -33,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import LIGHT_MODELS, MODELS, load_net, onnx_flops, ort_session, print_table, time_calls, write_results  # noqa: E402
+from common import LIGHT_MODELS, MODELS, load_net, onnx_flops, interleaved, ort_session, print_table, write_results  # noqa: E402
 
 ALL = list(LIGHT_MODELS) + list(MODELS)
 QUICK = {"nets": "nb201,squeezenet", "budgets": "16,32", "repeat": 12, "rounds": 3}
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nets", "--models", dest="nets", default=",".join(ALL), help=f"comma-separated, from {', '.join(ALL)}")
     ap.add_argument("--budgets", default="64,160,320",
-                    help="cumulative TVM trial budgets; each continues the previous one in the same database")
+                    help="cumulative TVM budgets, each continuing the previous one in the same database: trials "
+                         "(64,160,320: TuneConfig() defaults) or durations (2m,10m: TuneConfig.long, the clock)")
     ap.add_argument("--quick", action="store_true", help=f"{QUICK}")
     ap.add_argument("--target", default="host")
     ap.add_argument("--threads", type=int, default=2)
@@ -69,13 +71,20 @@ def main(argv: list[str] | None = None) -> int:
             setattr(args, k, v)
     nets = [n for n in args.nets.split(",") if n]
     bad = [n for n in nets if n not in ALL]
+    labels = [b.strip() for b in args.budgets.split(",") if b.strip()]
+    timed = any(not b.isdigit() for b in labels)
     try:
-        budgets = [int(b) for b in args.budgets.split(",") if b]
-    except ValueError:
+        if timed:
+            from cosearch.cli_args import duration_s
+
+            budgets = [duration_s("budget", b) for b in labels]
+        else:
+            budgets = [int(b) for b in labels]
+    except Exception:  # ValueError, CosearchError: reported below
         budgets = []
     if bad or not budgets or any(b <= 0 for b in budgets) or budgets != sorted(set(budgets)):
         print(f"error: networks must be from {', '.join(ALL)} (got {args.nets!r}) and budgets increasing positive "
-              f"integers (got {args.budgets!r})", file=sys.stderr)
+              f"trial counts or durations such as 2m,10m (got {args.budgets!r})", file=sys.stderr)
         return 2
 
     os.environ.setdefault("TVM_NUM_THREADS", str(args.threads))
@@ -120,9 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         xt = tvm.runtime.tensor(x, dev)
         done = 0
         tune_total = 0.0
-        for budget in budgets:
+        for label, budget in zip(labels, budgets):
+            cfg = (TuneConfig.long(budget - done, seed=args.seed) if timed
+                   else TuneConfig(trials=int(budget - done), seed=args.seed))
             t0 = time.perf_counter()
-            res = tune_and_compile(imported, target, database_dir=db, config=TuneConfig(trials=budget - done, seed=args.seed))
+            res = tune_and_compile(imported, target, database_dir=db, config=cfg)
             tune_s = time.perf_counter() - t0
             tune_total += tune_s
             done = budget
@@ -132,18 +143,15 @@ def main(argv: list[str] | None = None) -> int:
             err = float(np.abs(out.numpy() - ref).max() / max(1e-12, float(np.abs(ref).max())))
             feats = lm.plan_features(plan, db)  # the database as this executable was compiled from it
             src = [t.source for t in res.tasks]
-            engines[f"tvm-{budget}"] = ((lambda v=vm: v["main"](xt)), {
-                "budget": budget, "trials": res.trials_run, "tune_s": tune_s, "tune_s_total": tune_total,
+            engines[f"tvm-{label}"] = ((lambda v=vm: v["main"](xt)), {
+                "budget": label, "trials": res.trials_run, "tune_s": tune_s, "tune_s_total": tune_total,
                 "tasks": len(src), "tasks_from_db": src.count("tuned") + src.count("db"),
                 "tasks_fallback": src.count("fallback"), "tasks_untuned": src.count("untuned"),
                 "rel_err_vs_ort": err, "kernel_sum_ms": feats.kernel_ms, "untuned_est_ms": feats.untuned_ms,
                 "_features": feats})
-            print(f"  {net_name}: tuned to {budget} trials ({tune_s:.0f} s)", flush=True)
-        samples: dict[str, list[float]] = {name: [] for name in engines}
-        per = max(1, args.repeat // max(1, args.rounds))
-        for _ in range(max(1, args.rounds)):  # interleaved: every engine sees the same load levels
-            for name, (fn, _extra) in engines.items():
-                samples[name] += time_calls(fn, repeat=per, warmup=1)["samples"]
+            print(f"  {net_name}: tuned to {label} ({res.trials_run} trials, {tune_s:.0f} s)", flush=True)
+        samples = interleaved({name: fn for name, (fn, _) in engines.items()}, rounds=args.rounds,
+                              repeat=max(1, args.repeat // max(1, args.rounds)), min_ms=1.0)
         ort_med = float(np.median(samples["onnxruntime"]))
         for name, (_fn, extra) in engines.items():
             p10, med, p90 = np.percentile(samples[name], [10, 50, 90])
@@ -172,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     lono = lm.leave_one_network_out(all_samples + extra_samples) if len({s["network"] for s in all_samples}) > 1 else {}
     config = {"nets": nets, "budgets": budgets, "target": target.to_dict(), "threads": args.threads,
               "repeat": args.repeat, "rounds": args.rounds, "seed": args.seed, "quick": args.quick,
-              "layout": args.layout, "tune_config": "TuneConfig() defaults, trials = budget increments",
+              "layout": args.layout, "tune_config": ("TuneConfig.long, max_seconds = budget increments" if timed
+                                            else "TuneConfig() defaults, trials = budget increments"),
               "work_dir": str(work), "torch_for_zoo_graphs": "n/a: ONNX-only graphs; onnx2torch needs torchvision"}
     path = write_results("latency_real", config, rows, args.out, wall_s=time.perf_counter() - t_all,
                          fit_all=fit_all.to_dict(), leave_one_network_out=lono, samples=all_samples)

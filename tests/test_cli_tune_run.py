@@ -24,7 +24,7 @@ def artifact(tiny_onnx, tmp_path_factory, host_tuned):
     out, db = root / "art", root / "db"
     shutil.copytree(host_tuned["db"], db)
     r = run_cli("tune", tiny_onnx, "--target", "host", "--out", out, "--trials", "4", "--trials-per-task", "2",
-                "--schedules", db, "--seed", "1", "--repeat", "5")
+                "--schedules", db, "--seed", "1", "--repeat", "5", "--layout", "NCHW")
     assert r.returncode == 0, r.stderr[-3000:]
     return out, db, r
 
@@ -37,6 +37,7 @@ def test_tune_then_run(artifact):
     assert cfg == meta["config"] and cfg["seed"] == 1 and cfg["tune"]["trials"] == 4
     assert cfg["tune"]["trials_per_task"] == 2 and cfg["target"]["name"] == "host"
     assert cfg["schedules"] == str(db) and cfg["model"]["kind"] == "onnx"
+    assert cfg["tune"]["max_seconds"] is None and cfg["model"]["layout"] == "NCHW"
     assert meta["latency_ms"]["n"] == 5
     sources = {t["source"] for t in meta["tasks"]}
     assert "db" in sources and "untuned" not in sources, meta["tasks"]
@@ -47,6 +48,25 @@ def test_tune_then_run(artifact):
     assert "max abs error" in r2.stdout and "OK" in r2.stdout and "n=5" in r2.stdout
     err = float(r2.stdout.split("max abs error ")[1].split()[0])
     assert err < 1e-4
+
+
+def test_tune_for_a_time_in_a_layout(tiny_onnx, tmp_path):
+    """``--time``: real tuning bounded by the clock with the long search settings; ``--layout``:
+    the conv layout at import, recorded in the run config; the artifact still runs correctly."""
+    from cosearch.compile import history
+
+    out, db = tmp_path / "art", tmp_path / "db"
+    r = run_cli("tune", tiny_onnx, "--target", "host", "--out", out, "--schedules", db, "--time", "15s",
+                "--layout", "NCHW8c", "--repeat", "3", timeout=400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"]["layout"] == "NCHW8c"
+    assert cfg["tune"]["max_seconds"] == 15 and cfg["tune"]["cost_model"] == "xgb" and cfg["tune"]["population"] == 256
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["tuning"]["trials_run"] > 0
+    assert any(e["event"] == "stop" and e["rule"] == {"kind": "deadline"} for e in history.read(db))
+    r2 = run_cli("run", out, "--repeat", "3")
+    assert r2.returncode == 0 and "OK" in r2.stdout, r2.stderr[-3000:]
 
 
 def test_run_with_given_input(artifact, tmp_path):
@@ -120,6 +140,8 @@ def bad_files(tmp_path):
         ("per_task_negative", ["--trials-per-task must be an integer >= 1, got -3"]),
         ("bad_space_arch", ["nb201"]),
         ("unknown_space", ["unknown space 'nope'"]),
+        ("bad_time", ["--time must be a duration such as 90s, 30m or 1.5h, got 'soon'"]),
+        ("bad_layout", ["--layout must be auto or one of NCHW, NHWC, NCHW8c, NCHW16c, got 'NCWH'"]),
     ],
 )
 def test_tune_bad_input(case, needles, bad_files, tiny_onnx):
@@ -143,6 +165,10 @@ def test_tune_bad_input(case, needles, bad_files, tiny_onnx):
         model = "nb201:|bogus~0|"
     elif case == "unknown_space":
         model = "nope:abc"
+    elif case == "bad_time":
+        extra = ["--time", "soon"]
+    elif case == "bad_layout":
+        extra = ["--layout", "NCWH"]
     out, db = d / "out", d / "db"
     r = run_cli("tune", model, "--target", target, "--out", out, "--schedules", db, *extra, timeout=120)
     assert_one_line_error(r, *needles)

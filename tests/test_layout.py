@@ -2,8 +2,8 @@
 part of every workload, and tuned outputs still equal ONNX Runtime's on real graphs.
 
 SqueezeNet and ShuffleNet are the onnx package's model-zoo light graphs with seeded
-random weights (``bench/common.randomized_light``, the construction of
-tests/test_model_zoo.py), 1x3x224x224, tuned with a few real MetaSchedule trials.
+random weights (``cosearch.compile.zoo.randomized_light``, as in tests/test_model_zoo.py),
+1x3x224x224, tuned with a few real MetaSchedule trials.
 With the "auto" layout ShuffleNet keeps NCHW (only grouped convs besides
 its 3-channel stem: ConvertLayout is not run on it); SqueezeNet goes NCHW8c. Small
 search-space networks stay NCHW under "auto" and are checked in NCHW8c explicitly.
@@ -11,15 +11,10 @@ search-space networks stay NCHW under "auto" and are checked in NCHW8c explicitl
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from cosearch.errors import CosearchError
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 
 def test_bad_layout_is_one_line_error():
@@ -67,11 +62,10 @@ def _ort(model, x):
 def test_workloads_differ_by_layout_and_nchw8c_matches_ort_untuned():
     """The layout is part of the workload (databases of two layouts never share a key);
     the converted graph computes the same thing (seeded fallback schedules, no records)."""
-    from common import randomized_light
-
     from cosearch.compile import engine
     from cosearch.compile.codegen import compile_with_database
     from cosearch.compile.frontend import from_onnx
+    from cosearch.compile.zoo import randomized_light
     from cosearch.compile.target import load_target
 
     import tvm
@@ -96,9 +90,8 @@ def test_workloads_differ_by_layout_and_nchw8c_matches_ort_untuned():
 @pytest.mark.parametrize("name,layout", [("squeezenet", "NCHW8c"), ("shufflenet", "NCHW")])
 def test_tuned_equals_ort(name, layout, tmp_path):
     """A few real trials ("auto" layout), compiled with the database: equal to ORT (1e-3)."""
-    from common import randomized_light
-
     from cosearch.compile.frontend import from_onnx
+    from cosearch.compile.zoo import randomized_light
     from cosearch.compile.target import load_target
     from cosearch.compile.tune import TuneConfig, tune_and_compile
 

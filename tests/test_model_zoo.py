@@ -4,9 +4,9 @@ tuned database holding records that do not replay on some of their kernels, run,
 and compared with ONNX Runtime.
 
 The "light" graphs make every weight with ``ConstantOfShape`` (constant values:
-the outputs are uniform and would match anything), so ``_randomized`` replaces
-those with seeded random initializers of the same shapes; workloads depend on
-shapes and ops only, so the kernels are the same.
+the outputs are uniform and would match anything), so ``cosearch.compile.zoo``
+replaces those with seeded random initializers of the same shapes; workloads
+depend on shapes and ops only, so the kernels are the same.
 
 The database comes from a real MetaSchedule tuning (a few trials) of ResNet-50's
 ``stack``+``sum`` tasks (its residual additions), the records that broke
@@ -18,7 +18,6 @@ trace replay fails with ``Check failed: old_outputs.size() == new_outputs.size()
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,52 +27,13 @@ pytestmark = pytest.mark.tvm
 MODELS = ("resnet50", "densenet121", "inception_v1")
 
 
-def _light(name: str) -> Path:
-    import onnx
+def _randomized(name: str):
+    from cosearch.compile.zoo import randomized_light
 
-    p = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / f"light_{name}.onnx"
-    if not p.exists():
-        pytest.skip(f"{p} is not shipped by this onnx version")
-    return p
-
-
-def _randomized(path: Path, seed: int = 0):
-    """The graph with every ``ConstantOfShape(<initializer shape>)`` replaced by a seeded
-    random initializer (He-scaled conv/Gemm weights, positive BatchNorm scale/variance)."""
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(path))
-    g = model.graph
-    inits = {t.name: t for t in g.initializer}
-    uses: dict[str, tuple[str, int, dict]] = {}
-    for node in g.node:
-        for i, name in enumerate(node.input):
-            uses.setdefault(name, (node.op_type, i, {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}))
-    rng = np.random.default_rng(seed)
-    keep, new_inits = [], []
-    for node in g.node:
-        if node.op_type == "ConstantOfShape" and node.input and node.input[0] in inits:
-            shape = tuple(int(s) for s in numpy_helper.to_array(inits[node.input[0]]))
-            op, idx, attrs = uses.get(node.output[0], ("", -1, {}))
-            if op == "BatchNormalization" and idx in (1, 4):  # scale, variance
-                a = rng.uniform(0.5, 1.5, shape)
-            elif op == "Conv" and idx == 1:
-                a = rng.standard_normal(shape) * np.sqrt(2.0 / max(1, int(np.prod(shape[1:]))))
-            elif op == "Gemm" and idx == 1:
-                fan_in = shape[1] if attrs.get("transB", 0) else shape[0]
-                a = rng.standard_normal(shape) * np.sqrt(1.0 / fan_in)
-            else:
-                a = rng.standard_normal(shape) * 0.1
-            new_inits.append(numpy_helper.from_array(a.astype(np.float32), node.output[0]))
-        else:
-            keep.append(node)
-    del g.node[:]
-    g.node.extend(keep)
-    g.initializer.extend(new_inits)
-    # IR < 4 requires every initializer to be a graph input too; 4 lifted that (same opsets)
-    model.ir_version = max(model.ir_version, 4)
-    return model
+    try:
+        return randomized_light(name)
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
 
 
 def _ort(model, x: np.ndarray) -> np.ndarray:
@@ -100,7 +60,7 @@ def zoo():
 
     out = {}
     for name in MODELS:
-        model = _randomized(_light(name))
+        model = _randomized(name)
         imported = from_onnx(model)
         x = np.random.default_rng(1).standard_normal(imported.inputs[0][1]).astype(np.float32)
         out[name] = (imported, x, _ort(model, x))

@@ -145,6 +145,21 @@ def test_early_stop_rule_stops_tasks(host, tmp_path):
     np.testing.assert_allclose(_run(res.executable), ref, rtol=1e-4, atol=1e-5)
 
 
+def test_deadline_stops_every_task_and_keeps_what_ran(host, tmp_path):
+    """``max_seconds``: a budget of wall time. The first measured batch is past a 1 ms deadline,
+    so every task stops there (recorded as a ``deadline`` stop) and the module still compiles
+    from what was measured."""
+    imported, ref = _imported(NetA)
+    cfg = TuneConfig(trials=400, trials_per_iter=4, seed=0, patience=None, max_seconds=0.001)
+    db = tmp_path / "db"
+    res = tune_and_compile(imported, host, database_dir=db, config=cfg)
+    assert res.trials_run == 4, res.tasks  # one batch ran, then the deadline stopped all tasks
+    stops = [e for e in history.read(db) if e["event"] == "stop"]
+    assert len(stops) == len(res.tasks) - 1 and all(e["rule"] == {"kind": "deadline"} for e in stops)
+    assert sum(e["before_first_batch"] for e in stops) == len(res.tasks) - 1
+    np.testing.assert_allclose(_run(res.executable), ref, rtol=1e-4, atol=1e-5)
+
+
 def test_small_budget_is_split_so_every_task_gets_a_batch(host, tmp_path):
     """8 trials, batches of 8, 4 new tasks: without fitting only one task would be tuned."""
     imported, ref = _imported(NetA)
@@ -203,6 +218,8 @@ def test_local_target_that_cannot_run_here_is_refused(tmp_path):
         ({"min_gain": 1.5}, "min_gain"),
         ({"cost_model": "gbm"}, "xgb, random"),
         ({"seed": -1}, "seed"),
+        ({"max_seconds": 0}, "max_seconds"),
+        ({"max_seconds": True}, "max_seconds"),
     ],
 )
 def test_bad_tune_config_is_rejected(kw, needle):

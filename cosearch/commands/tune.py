@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cosearch.cli_args import positive_int
+from cosearch.cli_args import duration_s, positive_int
 from cosearch.errors import CosearchError
 
 
@@ -32,7 +32,8 @@ def register(sub) -> None:
     p.add_argument("model", metavar="MODEL", help="path to an .onnx file, or SPACE:ARCH")
     p.add_argument("--target", required=True, metavar="NAME|PATH", help="target name (see 'cosearch targets') or a .json file")
     p.add_argument("--out", required=True, metavar="DIR", help="artifact directory (new, empty, or a previous artifact)")
-    p.add_argument("--trials", default="64", metavar="N", help="tuning trials of this run (default 64)")
+    p.add_argument("--trials", default=None, metavar="N",
+                   help="tuning trials of this run (default 64; with --time: no cap but the clock)")
     p.add_argument("--trials-per-task", default=None, metavar="N", help="cap of trials per task in this run (default: none)")
     p.add_argument("--schedules", default=None, metavar="DIR",
                    help="schedule database (default: one per resolved target, see 'cosearch targets show NAME')")
@@ -42,6 +43,13 @@ def register(sub) -> None:
     p.add_argument("--patience", default="4", metavar="N", help="stop a task after N batches without gain (default 4)")
     p.add_argument("--early-stop", default=None, metavar="RULE",
                    help="early-stop rule kind (stall, xgb, never, always; default stall with --patience)")
+    p.add_argument("--time", default=None, metavar="DURATION",
+                   help="wall-clock tuning budget, e.g. 10m: every task stops once it is spent, and the search is "
+                        "the long one (population 256, 2 genetic iterations, XGBoost cost model, no stall rule; "
+                        "see docs/tuning.md). Default: --trials alone, cheap settings")
+    p.add_argument("--layout", default=None, metavar="LAYOUT",
+                   help="conv data layout at import: NCHW (default), NHWC, NCHW8c, NCHW16c or auto "
+                        "(part of every workload: schedules tuned in one layout do not serve another)")
     p.add_argument("--repeat", default="30", metavar="N", help="timed repeats of the end-to-end measurement (default 30)")
     p.set_defaults(func=run)
 
@@ -93,10 +101,18 @@ def _summary(result, target, latency, note, t_tune, out, schedules, stream) -> N
 def run(args) -> int:
     t_start = time.perf_counter()
     # -- validate everything cheap first, then what needs a network / TVM -----------------
-    trials = positive_int("--trials", args.trials)
+    trials = None if args.trials is None else positive_int("--trials", args.trials)
     per_task = None if args.trials_per_task is None else positive_int("--trials-per-task", args.trials_per_task)
     seed = positive_int("--seed", args.seed, minimum=0)
     patience = positive_int("--patience", args.patience)
+    max_seconds = None if args.time is None else duration_s("--time", args.time)
+    if args.layout is not None:
+        from cosearch.compile.layout import check_layout
+
+        try:
+            check_layout(args.layout)
+        except CosearchError as e:
+            raise CosearchError(f"--{e}") from None  # "--layout must be auto or one of ..."
     repeat = positive_int("--repeat", args.repeat)
     from cosearch.compile import early_stop as es
     from cosearch.compile import engine
@@ -116,7 +132,7 @@ def run(args) -> int:
         from cosearch.compile.rpc import check_key
 
         check_key(target.rpc)  # bounded: unreachable tracker / unknown key -> CosearchError
-    imported, model_desc = engine.load_model(args.model, seed=seed)  # malformed ONNX -> CosearchError
+    imported, model_desc = engine.load_model(args.model, seed=seed, layout=args.layout)  # malformed ONNX -> CosearchError
     from cosearch.compile.dbtarget import bind_database
 
     bind_database(schedules, target, accept_foreign=args.accept_foreign_schedules)  # foreign CPU -> refused
@@ -124,7 +140,11 @@ def run(args) -> int:
     from cosearch.compile.measure import MeasureConfig, measure
     from cosearch.compile.tune import TuneConfig, tune_and_compile
 
-    tune_cfg = TuneConfig(trials=trials, trials_per_task=per_task, seed=seed, patience=patience)
+    if max_seconds is None:
+        tune_cfg = TuneConfig(trials=trials or 64, trials_per_task=per_task, seed=seed, patience=patience)
+    else:  # a deliberate long tuning: the clock bounds it, --trials (if given) caps it
+        tune_cfg = TuneConfig.long(max_seconds, trials_per_task=per_task, seed=seed,
+                                   **({"trials": trials} if trials else {}))
     if args.early_stop is not None:
         rule = es.load_rule(args.early_stop, schedules, patience=patience) if hasattr(es, "load_rule") \
             else es.create(args.early_stop)
@@ -150,7 +170,8 @@ def run(args) -> int:
         # TVM's native warnings (fd 2) and Python warnings go to the log; progress to the real stderr
         with engine.quiet_native_logs(log_file) as console:
             t0 = time.perf_counter()
-            with ProgressDisplay(f"tune {target.name}", total=trials, unit="trials", stream=console) as bar:
+            with ProgressDisplay(f"tune {target.name}", total=None if max_seconds else tune_cfg.trials, unit="trials",
+                                 stream=console) as bar:
                 def progress(d: dict) -> None:
                     bar.update(d["trials_run"], tasks=f"{d['tasks_done']}/{d['tasks_total']}",
                                task=d["name"][:32], best_us=d["best_us"])

@@ -187,8 +187,9 @@ def plan(imported: "ImportedModel", target: "TargetSpec") -> ModelPlan:
     return ModelPlan(imported, target, tasks, time.perf_counter() - t0)
 
 
-def import_arch(space, arch: str, *, seed: int | None = 0) -> "ImportedModel":
-    """Build ``arch`` of ``space`` (seeded weights) and import it."""
+def import_arch(space, arch: str, *, seed: int | None = 0, layout: str | None = None) -> "ImportedModel":
+    """Build ``arch`` of ``space`` (seeded weights) and import it (conv ``layout``: see
+    ``cosearch.compile.layout``; None: the default)."""
     import torch
 
     from cosearch.compile.frontend import from_torch
@@ -198,7 +199,7 @@ def import_arch(space, arch: str, *, seed: int | None = 0) -> "ImportedModel":
     module = space.build(arch, seed=seed).eval()
     gen = torch.Generator().manual_seed(0 if seed is None else seed)
     example = torch.randn(tuple(space.input_shape(arch)), generator=gen)
-    return from_torch(module, (example,))
+    return from_torch(module, (example,), layout=layout)
 
 
 def model_kind(text: str) -> str:
@@ -220,19 +221,20 @@ def model_kind(text: str) -> str:
     raise CosearchError(f"MODEL {text!r} is neither an existing .onnx file nor SPACE:ARCH")
 
 
-def load_model(text: str, *, seed: int | None = 0) -> tuple["ImportedModel", dict[str, Any]]:
-    """MODEL (an .onnx path or SPACE:ARCH) -> (ImportedModel, description for the run config)."""
+def load_model(text: str, *, seed: int | None = 0, layout: str | None = None) -> tuple["ImportedModel", dict[str, Any]]:
+    """MODEL (an .onnx path or SPACE:ARCH) -> (ImportedModel, description for the run config).
+    ``layout``: the conv data layout at import (``cosearch.compile.layout``; None: the default)."""
     from cosearch.compile.frontend import from_onnx
 
     if model_kind(text) == "onnx":
-        imported = from_onnx(text)
+        imported = from_onnx(text, layout=layout)
         # layout: the conv data layout in effect ("auto" resolved), part of every workload key
         return imported, {"kind": "onnx", "path": str(Path(text).resolve()), "layout": imported.layout}
     from cosearch.space import parse_model_spec
 
     space, arch = parse_model_spec(text)
     shape = tuple(space.input_shape(arch))
-    imported = import_arch(space, arch, seed=seed)
+    imported = import_arch(space, arch, seed=seed, layout=layout)
     return imported, {"kind": "space", "spec": text, "space": space.config(), "arch": arch,
                       "input_shape": list(shape), "layout": imported.layout}
 
@@ -514,7 +516,8 @@ class _Persist:
                            "tasks_done": len(self.done), "tasks_total": len(self.tasks)})
 
 
-def _monitor(stats: TaskStats, persist: _Persist, budgets: list[int], per_task_cap: int):
+def _monitor(stats: TaskStats, persist: _Persist, budgets: list[int], per_task_cap: int,
+             deadline: float | None = None):
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
@@ -546,6 +549,18 @@ def _monitor(stats: TaskStats, persist: _Persist, budgets: list[int], per_task_c
                 # (and fails if it was terminated already)
                 if stats.progress[i].trials < per_task_cap and not task_scheduler.tasks_[i].is_terminated:
                     task_scheduler.terminate_task(i)
+            if deadline is not None and time.perf_counter() >= deadline:
+                left = [j for j in range(len(persist.tasks))
+                        if j not in persist.done and not task_scheduler.tasks_[j].is_terminated]
+                if left:
+                    hist.append(persist.dir, [hist.event(
+                        "stop", persist.tasks[j].workload, run=persist.run, rule={"kind": "deadline"},
+                        before_first_batch=stats.progress[j].trials == 0, trials=stats.progress[j].trials,
+                        best_us=hist._num(stats.progress[j].best_us)) for j in left])
+                for j in left:
+                    persist.done.add(j)
+                    if stats.progress[j].trials < per_task_cap:
+                        task_scheduler.terminate_task(j)
 
     return EngineMonitor()
 
@@ -675,7 +690,9 @@ def tune_tasks(
         # variant (e.g. an epilogue the bias add is inlined into) on which this trace does not replay
         persist.workloads = [ms.database.Workload(t.mod) for t in sel_tasks]
         persist.target = tgt
-        callbacks = list(ms.measure_callback.MeasureCallback.create("default")) + [_monitor(stats, persist, sel_budgets, max(sel_budgets))]
+        callbacks = list(ms.measure_callback.MeasureCallback.create("default")) + [_monitor(
+            stats, persist, sel_budgets, max(sel_budgets),
+            None if config.max_seconds is None else t_start + config.max_seconds)]
         if config.cost_model == "xgb":
             cost_model = ms.cost_model.XGBModel(num_tuning_cores=target.num_cores)
         else:

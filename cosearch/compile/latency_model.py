@@ -376,30 +376,30 @@ def profile_vm(executable, inputs: Sequence[Any], *, runs: int = 10, hot_repeat:
     t0 = pc()
     flush += 1.0
     flush_s = pc() - t0
+    def median_ms(func, fargs, n: int, before=None) -> float:
+        ts = []
+        for _ in range(max(1, n)):
+            if before is not None:
+                before()
+            t0 = pc()
+            func(*fargs)
+            ts.append(pc() - t0)
+        return float(np.median(ts)) * 1e3
+
+    def evict() -> None:
+        nonlocal flush
+        flush += 1.0  # write the flush buffer: evicts the kernel's data from the caches
+
+    def idle_pool() -> None:
+        time.sleep(flush_s)  # the thread pool idles as long, the caches keep the data
+
     for sym, _a, _b, func, fargs in first:
         if sym.startswith("vm.builtin."):
             continue
         func(*fargs)
-        ts = []
-        for _ in range(max(1, hot_repeat)):
-            t0 = pc()
-            func(*fargs)
-            ts.append(pc() - t0)
-        hot[sym] = hot.get(sym, 0.0) + float(np.median(ts)) * 1e3
-        cs = []
-        for _ in range(3):
-            flush += 1.0  # write the flush buffer: evicts the kernel's data from the caches
-            t0 = pc()
-            func(*fargs)
-            cs.append(pc() - t0)
-        cold[sym] = cold.get(sym, 0.0) + float(np.median(cs)) * 1e3
-        ws = []
-        for _ in range(3):
-            time.sleep(flush_s)  # the thread pool idles as long, the caches keep the data
-            t0 = pc()
-            func(*fargs)
-            ws.append(pc() - t0)
-        idle[sym] = idle.get(sym, 0.0) + float(np.median(ws)) * 1e3
+        hot[sym] = hot.get(sym, 0.0) + median_ms(func, fargs, hot_repeat)
+        cold[sym] = cold.get(sym, 0.0) + median_ms(func, fargs, 3, evict)
+        idle[sym] = idle.get(sym, 0.0) + median_ms(func, fargs, 3, idle_pool)
     for sym, c in stats.items():
         if c.kernel:
             c.hot_ms = hot.get(sym)
