@@ -160,6 +160,31 @@ def test_deadline_stops_every_task_and_keeps_what_ran(host, tmp_path):
     np.testing.assert_allclose(_run(res.executable), ref, rtol=1e-4, atol=1e-5)
 
 
+def test_confirm_retimes_best_records_and_predictions_use_them(host, tmp_path):
+    """``confirm=True``: every tuned task's best record is timed again on its own (a ``confirm``
+    event with its samples); status and predictions use the confirmed µs while that record is
+    the best; a second confirmation has nothing to do."""
+    from cosearch.compile import engine
+
+    imported, ref = _imported(NetA)
+    db = tmp_path / "db"
+    cfg = TuneConfig(trials=8, trials_per_iter=2, seed=0, patience=None, confirm=True)
+    res = tune_and_compile(imported, host, database_dir=db, config=cfg)
+    assert "confirm" in res.seconds
+    plan = engine.plan(imported, host)
+    st = engine.status(plan, db)
+    events = [e for e in history.read(db) if e["event"] == "confirm"]
+    assert {e["workload"] for e in events} == set(st) and all(len(e["samples"]) == 10 for e in events)
+    for e in events:
+        s = st[e["workload"]]
+        assert e["record_us"] == round(s.best_us, 4) and s.confirmed_us == e["us"] == s.latency_us > 0
+    pred = engine.predict_latency(plan, db)
+    want = sum(t.weight * st[t.workload].confirmed_us for t in plan.tasks if t.tunable) / 1000
+    assert pred.ms == pytest.approx(want)
+    assert engine.confirm(plan.tasks, host, database_dir=db, config=cfg) == {}
+    np.testing.assert_allclose(_run(res.executable), ref, rtol=1e-4, atol=1e-5)
+
+
 def test_small_budget_is_split_so_every_task_gets_a_batch(host, tmp_path):
     """8 trials, batches of 8, 4 new tasks: without fitting only one task would be tuned."""
     imported, ref = _imported(NetA)

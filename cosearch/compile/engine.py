@@ -243,8 +243,14 @@ def load_model(text: str, *, seed: int | None = 0, layout: str | None = None) ->
 @dataclass(frozen=True)
 class TaskStatus:
     in_db: bool
-    best_us: float | None
+    best_us: float | None  # the best record's tuning-time mean (what the search compares)
     trials_spent: int
+    confirmed_us: float | None = None  # that record timed again on its own (``confirm``), if it was
+
+    @property
+    def latency_us(self) -> float | None:
+        """The kernel's latency for predictions: confirmed when available, else the tuning-time best."""
+        return self.confirmed_us if self.confirmed_us is not None else self.best_us
 
 
 _HISTORY_CACHE: dict[str, tuple[int, dict[str, hist.WorkloadHistory]]] = {}
@@ -272,8 +278,10 @@ def status(plan_: ModelPlan, database_dir: Path | str) -> dict[str, TaskStatus]:
         if not t.tunable or t.workload in out:
             continue
         has = db.has_workload(t.mod)
-        out[t.workload] = TaskStatus(has, dbmod.best_us(db, t.mod) if has else None,
-                                     h[t.workload].trials if t.workload in h else 0)
+        best = dbmod.best_us(db, t.mod) if has else None
+        wh = h.get(t.workload)
+        conf = wh.confirmed.get(hist._num(best)) if wh is not None and best is not None else None
+        out[t.workload] = TaskStatus(has, best, wh.trials if wh is not None else 0, conf)
     return out
 
 
@@ -296,7 +304,7 @@ def predict_latency(plan_: ModelPlan, database_dir: Path | str, *,
         if not t.tunable:
             continue
         s = st[t.workload]
-        us = s.best_us
+        us = s.latency_us
         if us is not None:
             known += t.weight * us
             total += t.weight * us
@@ -444,6 +452,7 @@ class TuneOutcome:
     records_written: int = 0
     run: str = ""
     persist_seconds: float = 0.0  # time spent appending records + history after batches
+    confirm_seconds: float = 0.0  # re-timing the best records (TuneConfig.confirm)
 
 
 def _record_from(cand, run_res, workload, target):
@@ -724,6 +733,10 @@ def tune_tasks(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
+    if config.confirm and persist.trials_run:
+        t_conf = time.perf_counter()
+        confirm(sel_tasks, target, database_dir=database_dir, config=config)
+        outcome.confirm_seconds = time.perf_counter() - t_conf
     db = dbmod.open_database(database_dir)
     for i, (w, t) in enumerate(zip(selected, sel_tasks)):
         p = stats.progress[i]
@@ -736,6 +749,74 @@ def tune_tasks(
     outcome.batch = batch
     outcome.seconds = time.perf_counter() - t_start
     return outcome
+
+
+def confirm(tasks: Sequence[PlannedTask], target: "TargetSpec", *, database_dir: Path | str,
+            config: "TuneConfig | None" = None, repeat: int = 10) -> dict[str, float]:
+    """Time each task's best record again on its own and append a ``confirm`` event to the
+    history (``repeat`` measurements of ``config.number`` runs; their median). A tuning-time
+    best is the minimum over many noisy measurements, biased low the more candidates a task
+    saw; predictions (``predict_latency``, ``latency_model``) use the confirmed value while
+    that record stays the best. Records confirmed already are skipped; a record that fails
+    to build or run is skipped (failures are data: nothing is written for it).
+    Returns workload -> confirmed µs of this call."""
+    import dataclasses
+
+    from tvm.s_tir import meta_schedule as ms
+
+    from cosearch.compile import database as dbmod
+    from cosearch.compile.builder import InProcessBuilder
+    from cosearch.compile.fallback import _replay
+    from cosearch.compile.tune import TuneConfig, _make_runner
+
+    config = config or TuneConfig()
+    if target.measure == "none":
+        return {}
+    database_dir = Path(database_dir)
+    db = dbmod.open_database(database_dir)
+    h = trials_spent(database_dir)
+    tgt = target.tvm_target()
+    todo = []  # (workload, record µs, record, scheduled module)
+    for t in tasks:
+        if not t.tunable or t.workload in [w for w, *_ in todo] or not db.has_workload(t.mod):
+            continue
+        top = db.get_top_k(db.commit_workload(t.mod), 1)
+        rec_us = dbmod.best_us(db, t.mod)
+        if not top or rec_us is None or (t.workload in h and hist._num(rec_us) in h[t.workload].confirmed):
+            continue
+        func, _err = _replay(t.mod, top[0], tgt)
+        if func is not None:
+            import tvm
+
+            todo.append((t.workload, rec_us, top[0], tvm.IRModule({"main": func})))
+    if not todo:
+        return {}
+    run = secrets.token_hex(6)
+    scratch = tempfile.mkdtemp(prefix="cosearch-confirm-")
+    runner = _make_runner(target, dataclasses.replace(config, repeat=repeat))
+    try:
+        builder = InProcessBuilder(tmp_root=scratch, workers=config.resolved_build_workers())
+        built = builder.build([ms.builder.BuilderInput(m, tgt) for *_, m in todo])
+        ok = [(item, b) for item, b in zip(todo, built) if b.error_msg is None]
+        device = {"llvm": "cpu"}.get(tgt.kind.name, tgt.kind.name)
+        futures = runner.run([ms.runner.RunnerInput(b.artifact_path, device, item[2].args_info) for item, b in ok])
+        out, events = {}, []
+        for (w, rec_us, _rec, _m), f in zip([item for item, _ in ok], futures):
+            r = f.result()
+            secs = dbmod._valid_secs(r.run_secs) if r.error_msg is None else None
+            if secs is None:
+                continue
+            us = 1e6 * sorted(secs)[len(secs) // 2]
+            out[w] = us
+            events.append(hist.event("confirm", w, run=run, record_us=hist._num(rec_us), us=hist._num(us),
+                                     samples=[hist._num(1e6 * x) for x in secs]))
+        hist.append(database_dir, events)
+        return out
+    finally:
+        pool = getattr(runner, "pool", None)
+        if pool is not None:
+            pool.shutdown()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- compile / export

@@ -14,7 +14,11 @@ mid-write) is skipped by the reader. Events:
     included), ``prior_trials`` the workload's trials before this batch;
 ``{"v":1, "event":"stop", "workload":W, "run":RUN, "rule":{...}, "before_first_batch":bool,
 "trials":n, "best_us":B|null, "t":UNIX}``
-    an early-stop decision.
+    an early-stop decision (``rule`` ``{"kind": "deadline"}``: the tuning call's clock ran out);
+``{"v":1, "event":"confirm", "workload":W, "run":RUN, "record_us":B, "us":U, "samples":[...], "t":UNIX}``
+    the workload's best record (``record_us``: its tuning-time mean, as ``best_us`` reports it)
+    timed again on its own, many repeats: ``us`` is their median. A tuning-time best is the
+    minimum over many noisy measurements and so biased low; the confirmed value is not.
 
 ``W`` is the workload key of the database (anchor-block structural hash, hex):
 the same in every model that contains the kernel. ``RUN`` identifies one tuning
@@ -91,6 +95,7 @@ class WorkloadHistory:
     errors: int = 0
     batches: list[dict[str, Any]] = field(default_factory=list)  # "batch" events in order
     stops: int = 0
+    confirmed: dict[float, float] = field(default_factory=dict)  # record_us -> confirmed µs (latest)
 
     @property
     def best_us(self) -> float | None:
@@ -123,4 +128,6 @@ def summarize(database_dir: Path | str) -> dict[str, WorkloadHistory]:
             h.batches.append(e)
         elif kind == "stop":
             h.stops += 1
+        elif kind == "confirm" and e.get("record_us") is not None and e.get("us") is not None:
+            h.confirmed[float(e["record_us"])] = float(e["us"])
     return out

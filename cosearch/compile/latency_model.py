@@ -109,7 +109,7 @@ def plan_features(plan: "ModelPlan", database_dir: Path | str) -> PlanFeatures:
     for t in plan.tasks:
         if not t.tunable:
             continue
-        rows.append((float(t.features.flops), _task_bytes(t.features.shapes), int(t.weight), st[t.workload].best_us))
+        rows.append((float(t.features.flops), _task_bytes(t.features.shapes), int(t.weight), st[t.workload].latency_us))
     return features_from_tasks(rows)
 
 
