@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved, print_table, randomized_light, write_results  # noqa: E402
+from common import interleaved, ort_session, print_table, randomized_light, write_results  # noqa: E402
 
 
 def _value(v: str):
@@ -95,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
 
     import numpy as np
-    import onnxruntime as ort
     import tvm
 
     from cosearch.compile import engine
@@ -112,17 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             model = space_onnx(model_name)
         else:
             model = randomized_light(model_name, seed=0)
-        # initializers listed as graph inputs are not constants to ORT (no folding, no weight
-        # prepacking): drop them from the inputs so ORT runs at its best (IR >= 4 allows it)
-        inits = {t.name for t in model.graph.initializer}
-        keep = [i for i in model.graph.input if i.name not in inits]
-        del model.graph.input[:]
-        model.graph.input.extend(keep)
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        so.intra_op_num_threads = args.threads
-        so.inter_op_num_threads = 1
-        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        # initializers are not graph inputs (randomized_light; torch_to_onnx), so ORT folds them
+        sess = ort_session(model, args.threads)
         iname = sess.get_inputs()[0].name
         shape = [int(d) for d in sess.get_inputs()[0].shape]
         x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)

@@ -203,6 +203,9 @@ def test_small_budget_is_split_so_every_task_gets_a_batch(host, tmp_path):
     (dict(trials=10, trials_per_iter=8), 16, 1),  # fewer trials than tasks: batches of 1
     (dict(trials=64, trials_per_iter=8, trials_per_task=2), 4, 2),
     (dict(trials=64, trials_per_iter=8, fit_batch=False), 16, 8),
+    # under a clock: fitted to the trials the time is expected to allow (TRIALS_PER_S = 1)
+    (dict(trials=10**6, trials_per_iter=16, max_seconds=120), 36, 3),
+    (dict(trials=10**6, trials_per_iter=16, max_seconds=600), 30, 16),
 ])
 def test_batch_for(kw, n, want):
     assert TuneConfig(**kw).batch_for(n) == want

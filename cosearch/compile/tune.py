@@ -40,6 +40,12 @@ TASK_SCHEDULERS = ("gradient", "round-robin")
 #: faster kernels in the same time. SqueezeNet (224x224), 10 min each, same seed, interleaved
 #: timing: 13.79 ms (2.49x ONNX Runtime, 543 trials) vs 15.71 ms (2.84x, 975 trials) with the
 #: defaults (bench/results/gap_squeezenet_10m.json). The stall rule is off: the clock ends it.
+#: Trials per second a clock-bounded tuning is expected to run, to fit its first batches so every
+#: new task gets one early (``TuneConfig.batch_for``): 0.9-1.7 measured with ``LONG_TUNING`` on 2
+#: cores (SqueezeNet: 543 trials in 600 s, 834 in 480 s continuing a database). Without it, 2 min
+#: of ShuffleNet (36 tasks, batches of 16) measured 12 tasks and left the rest on fallback
+#: schedules: 167 ms, 32.6x ONNX Runtime (bench/results/latency_real_10m.json, "tvm-2m").
+TRIALS_PER_S = 1.0
 LONG_TUNING: dict[str, Any] = {"population": 256, "genetic_iters": 2, "cost_model": "xgb", "patience": None}
 
 
@@ -140,11 +146,15 @@ class TuneConfig:
         and unvectorised (tens of times slower than any tuned candidate). With
         ``fit_batch`` the batch shrinks to ``trials // n_tasks`` (at least 1), so
         every task gets measured candidates; it never exceeds ``trials_per_iter``
-        nor ``trials_per_task``."""
+        nor ``trials_per_task``. Under a clock (``max_seconds``) the budget fitted to is
+        the trials that time is expected to allow (``TRIALS_PER_S``), when fewer."""
         per = self.trials_per_iter
         if self.trials_per_task is not None:
             per = min(per, self.trials_per_task)
-        first = max(1, int(self.trials * self.first_round))
+        budget = self.trials
+        if self.max_seconds is not None:
+            budget = min(budget, max(1, int(self.max_seconds * TRIALS_PER_S)))
+        first = max(1, int(budget * self.first_round))
         if self.fit_batch and n_tasks > 0 and n_tasks * per > first:
             per = max(1, first // n_tasks)
         return per
