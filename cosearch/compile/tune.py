@@ -44,7 +44,10 @@ TASK_SCHEDULERS = ("gradient", "round-robin")
 #: new task gets one early (``TuneConfig.batch_for``): 0.9-1.7 measured with ``LONG_TUNING`` on 2
 #: cores (SqueezeNet: 543 trials in 600 s, 834 in 480 s continuing a database). Without it, 2 min
 #: of ShuffleNet (36 tasks, batches of 16) measured 12 tasks and left the rest on fallback
-#: schedules: 167 ms, 32.6x ONNX Runtime (bench/results/latency_real_10m.json, "tvm-2m").
+#: schedules: 167 ms, 32.6x ONNX Runtime (bench/results/latency_real_10m.json, "tvm-2m"). With
+#: the fit (batches of 3-4): 75.9 ms, 17.5x, 22 of 36 tasks measured; SqueezeNet 8.52x vs 9.28x
+#: (bench/results/latency_real_2m_fit.json). Small batches pay the wide search per batch, so only
+#: 50-73 trials ran: 2 minutes is too short for these settings (the cheap defaults suit it).
 TRIALS_PER_S = 1.0
 LONG_TUNING: dict[str, Any] = {"population": 256, "genetic_iters": 2, "cost_model": "xgb", "patience": None}
 
