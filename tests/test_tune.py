@@ -148,12 +148,13 @@ def test_early_stop_rule_stops_tasks(host, tmp_path):
 def test_deadline_stops_every_task_and_keeps_what_ran(host, tmp_path):
     """``max_seconds``: a budget of wall time. The first measured batch is past a 1 ms deadline,
     so every task stops there (recorded as a ``deadline`` stop) and the module still compiles
-    from what was measured."""
+    from what was measured. (The batch is fitted to the trials 1 ms allows: 1.)"""
     imported, ref = _imported(NetA)
     cfg = TuneConfig(trials=400, trials_per_iter=4, seed=0, patience=None, max_seconds=0.001)
+    assert cfg.batch_for(4) == 1
     db = tmp_path / "db"
     res = tune_and_compile(imported, host, database_dir=db, config=cfg)
-    assert res.trials_run == 4, res.tasks  # one batch ran, then the deadline stopped all tasks
+    assert res.trials_run == res.trials_per_iter == 1, res.tasks  # one batch ran, then the deadline stopped all
     stops = [e for e in history.read(db) if e["event"] == "stop"]
     assert len(stops) == len(res.tasks) - 1 and all(e["rule"] == {"kind": "deadline"} for e in stops)
     assert sum(e["before_first_batch"] for e in stops) == len(res.tasks) - 1
