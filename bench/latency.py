@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     bad = [n for n in nets if n not in ALL]
     labels = [b.strip() for b in args.budgets.split(",") if b.strip()]
     timed = any(not b.isdigit() for b in labels)
+    from cosearch.errors import CosearchError
+
     try:
         if timed:
             from cosearch.cli_args import duration_s
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             budgets = [duration_s("budget", b) for b in labels]
         else:
             budgets = [int(b) for b in labels]
-    except Exception:  # ValueError, CosearchError: reported below
+    except (ValueError, CosearchError):  # reported below
         budgets = []
     if bad or not budgets or any(b <= 0 for b in budgets) or budgets != sorted(set(budgets)):
         print(f"error: networks must be from {', '.join(ALL)} (got {args.nets!r}) and budgets increasing positive "

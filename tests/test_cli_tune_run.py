@@ -62,6 +62,7 @@ def test_tune_for_a_time_in_a_layout(tiny_onnx, tmp_path):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model"]["layout"] == "NCHW8c"
     assert cfg["tune"]["max_seconds"] == 15 and cfg["tune"]["cost_model"] == "xgb" and cfg["tune"]["population"] == 256
+    assert cfg["tune"]["patience"] is None and cfg["early_stop"] == {"kind": "never"}  # no --patience: the clock ends it
     meta = json.loads((out / "meta.json").read_text())
     assert meta["tuning"]["trials_run"] > 0
     assert any(e["event"] == "stop" and e["rule"] == {"kind": "deadline"} for e in history.read(db))

@@ -212,6 +212,29 @@ def test_batch_for(kw, n, want):
     assert TuneConfig(**kw).batch_for(n) == want
 
 
+def test_a_clock_allocates_what_it_can_allow():
+    """Under a clock the trials to allocate are bounded by it (allocating TuneConfig.long's 10**6
+    trials in batches of 2 took 40 s of a 40 s clock), never below one batch per task."""
+    from cosearch.compile import engine
+
+    assert engine.trials_to_allocate(TuneConfig(trials=500), 500, 10, 4) == 500
+    long_ = TuneConfig.long(60)
+    assert engine.trials_to_allocate(long_, 10**6, 10, 4) == 60 * engine.CLOCK_TRIALS_MARGIN
+    assert engine.trials_to_allocate(TuneConfig.long(0.01), 10**6, 10, 4) == 40
+    assert engine.trials_to_allocate(TuneConfig.long(60, trials=100), 100, 10, 4) == 100
+
+
+def test_search_scales_with_the_kernel():
+    """``wide_min_us``: a task whose kernel costs the model less than that searches narrow
+    (population 64, 1 genetic iteration); unknown cost, or at or above: the configured search."""
+    long_ = TuneConfig.long(60)
+    assert long_.wide_min_us == 100.0
+    assert long_.search_for(99.0) == (64, 1)
+    assert long_.search_for(100.0) == long_.search_for(None) == (256, 2)
+    assert TuneConfig().search_for(1.0) == (64, 1)  # wide_min_us None: as configured
+    assert TuneConfig(population=32, genetic_iters=3, wide_min_us=10.0).search_for(1.0) == (32, 1)  # never wider
+
+
 def test_compile_only_target_never_tunes_but_uses_database(tuned_a, host, tmp_path):
     db, imported, ref, _ = tuned_a
     p = tmp_path / "compile-only.json"
@@ -249,6 +272,8 @@ def test_local_target_that_cannot_run_here_is_refused(tmp_path):
         ({"seed": -1}, "seed"),
         ({"max_seconds": 0}, "max_seconds"),
         ({"max_seconds": True}, "max_seconds"),
+        ({"wide_min_us": -1.0}, "wide_min_us"),
+        ({"wide_min_us": "big"}, "wide_min_us"),
     ],
 )
 def test_bad_tune_config_is_rejected(kw, needle):

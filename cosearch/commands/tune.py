@@ -40,7 +40,8 @@ def register(sub) -> None:
     p.add_argument("--accept-foreign-schedules", action="store_true",
                    help="use a --schedules database tuned for another resolved target (CPU) with a warning")
     p.add_argument("--seed", default="0", metavar="S", help="seed for tuning, weights and inputs (default 0)")
-    p.add_argument("--patience", default="4", metavar="N", help="stop a task after N batches without gain (default 4)")
+    p.add_argument("--patience", default=None, metavar="N",
+                   help="stop a task after N batches without gain (default 4; with --time: no stall rule unless given)")
     p.add_argument("--early-stop", default=None, metavar="RULE",
                    help="early-stop rule kind (stall, xgb, never, always; default stall with --patience)")
     p.add_argument("--time", default=None, metavar="DURATION",
@@ -104,7 +105,8 @@ def run(args) -> int:
     trials = None if args.trials is None else positive_int("--trials", args.trials)
     per_task = None if args.trials_per_task is None else positive_int("--trials-per-task", args.trials_per_task)
     seed = positive_int("--seed", args.seed, minimum=0)
-    patience = positive_int("--patience", args.patience)
+    # --patience: default 4; a clock-bounded tuning (--time) has no stall rule unless it is given
+    patience = positive_int("--patience", args.patience) if args.patience is not None else (4 if args.time is None else None)
     max_seconds = None if args.time is None else duration_s("--time", args.time)
     if args.layout is not None:
         from cosearch.compile.layout import check_layout
@@ -143,7 +145,7 @@ def run(args) -> int:
     if max_seconds is None:
         tune_cfg = TuneConfig(trials=trials or 64, trials_per_task=per_task, seed=seed, patience=patience)
     else:  # a deliberate long tuning: the clock bounds it, --trials (if given) caps it
-        tune_cfg = TuneConfig.long(max_seconds, trials_per_task=per_task, seed=seed,
+        tune_cfg = TuneConfig.long(max_seconds, trials_per_task=per_task, seed=seed, patience=patience,
                                    **({"trials": trials} if trials else {}))
     if args.early_stop is not None:
         rule = es.load_rule(args.early_stop, schedules, patience=patience) if hasattr(es, "load_rule") \
@@ -156,7 +158,8 @@ def run(args) -> int:
         "out": str(out.absolute()),
         "schedules": str(schedules.absolute()),
         "seed": seed,
-        "early_stop": rule.config() if rule is not None else {"kind": "stall", "patience": patience},
+        "early_stop": (rule.config() if rule is not None
+                       else {"kind": "stall", "patience": patience} if patience is not None else {"kind": "never"}),
         "tune": dataclasses.asdict(tune_cfg),
         "measure": dataclasses.asdict(measure_cfg),
     }

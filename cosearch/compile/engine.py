@@ -44,6 +44,7 @@ fd 2 during tuning are redirected into the same file (``quiet_native_logs``).
 from __future__ import annotations
 
 import contextlib
+import heapq
 import logging
 import math
 import os
@@ -394,6 +395,23 @@ def expected_us(flops: float, shapes: Sequence[Sequence[int]] = (), itemsize: in
     return max(1.0, float(flops) / (EXPECTED_GFLOPS * 1e3), nbytes / (EXPECTED_GBPS * 1e3))
 
 
+#: under a clock (``TuneConfig.max_seconds``) trials are allocated up to this many times what the
+#: clock is expected to allow (``tune.TRIALS_PER_S``), not up to ``trials`` (10**6 with
+#: ``TuneConfig.long``): allocating 10**6 trials in batches of 2-3 took 40-60 s of a 2-minute
+#: clock (found: 2 trials ran in 40 s on the NB201 net), and 1.0 trial/s was measured on 2 cores
+CLOCK_TRIALS_MARGIN = 20
+
+
+def trials_to_allocate(config: "TuneConfig", trials: int, n_tasks: int, batch: int) -> int:
+    """``trials``, or under a clock at most ``CLOCK_TRIALS_MARGIN`` x what it is expected to allow
+    (never less than one batch per task)."""
+    if config.max_seconds is None:
+        return trials
+    from cosearch.compile.tune import TRIALS_PER_S
+
+    return min(trials, max(batch * n_tasks, int(config.max_seconds * TRIALS_PER_S * CLOCK_TRIALS_MARGIN)))
+
+
 def allocate(tasks: Sequence[PlannedTask], st: dict[str, TaskStatus], trials: int, batch: int,
              per_task_cap: int | None = None) -> dict[str, int]:
     """Per-workload trial budgets summing to at most ``trials`` (see module docstring)."""
@@ -421,14 +439,18 @@ def allocate(tasks: Sequence[PlannedTask], st: dict[str, TaskStatus], trials: in
         spent = st[w].trials_spent + budgets.get(w, 0)
         return weight[w] * us / math.sqrt(1 + spent)
 
-    while left > 0:
-        open_ = [w for w in uniq if budgets.get(w, 0) < cap]
-        if not open_:
-            break
-        w = max(open_, key=lambda w: (score(w), w))
+    # greedy, one batch at a time to the highest score (ties: the larger workload key); a heap, as a
+    # clock-bounded tuning allocates up to ``trials`` = 10**6 (a linear scan per batch took 40 s there)
+    rank = {w: i for i, w in enumerate(sorted(uniq))}
+    heap = [(-score(w), -rank[w], w) for w in uniq if budgets.get(w, 0) < cap]
+    heapq.heapify(heap)
+    while left > 0 and heap:
+        _, _, w = heapq.heappop(heap)
         give = min(batch, cap - budgets.get(w, 0), left)
         budgets[w] = budgets.get(w, 0) + give
         left -= give
+        if budgets[w] < cap:
+            heapq.heappush(heap, (-score(w), -rank[w], w))
     return budgets
 
 
@@ -639,7 +661,8 @@ def tune_tasks(
     batch = config.batch_for(max(1, new_count)) if new_count else min(config.trials_per_iter, config.trials_per_task or 10**9)
     batch = max(1, min(batch, trials))
     if budgets is None:
-        budgets = allocate(list(uniq.values()), st, trials, batch, config.trials_per_task)
+        budgets = allocate(list(uniq.values()), st, trials_to_allocate(config, trials, len(uniq), batch), batch,
+                           config.trials_per_task)
     chosen = [w for w in uniq if budgets.get(w, 0) > 0]
 
     feats = [TaskFeatures(**{**uniq[w].features.__dict__, "weight": weights[w]}) for w in chosen]
@@ -677,18 +700,26 @@ def tune_tasks(
     persist = _Persist(database_dir, sel_tasks, config.keep_records, run, sel_priors, progress, total)
     stats = TaskStats(sel_feats, rule, priors=sel_priors, on_batch=persist.on_batch)
     try:
-        strategy = ms.search_strategy.EvolutionarySearch(
-            population_size=config.population, genetic_num_iters=config.genetic_iters,
-            init_min_unmeasured=min(config.init_min_unmeasured, config.population))
+        # per task (population, genetic iterations) by what its kernel costs the model: TuneConfig.search_for
+        searches: dict[tuple[int, int], Any] = {}
+        strategies = []
+        for w in selected:
+            f = uniq[w].features
+            us = st[w].best_us if st[w].best_us is not None else expected_us(f.flops, f.shapes)
+            pop, gi = config.search_for(weights[w] * us)
+            if (pop, gi) not in searches:
+                searches[(pop, gi)] = ms.search_strategy.EvolutionarySearch(
+                    population_size=pop, genetic_num_iters=gi, init_min_unmeasured=min(config.init_min_unmeasured, pop))
+            strategies.append(searches[(pop, gi)])
         loggers = _task_loggers([t.name for t in sel_tasks], log_file)
         from tvm.s_tir.meta_schedule.utils import fork_seed
 
         tgt = target.tvm_target()
         contexts = [
             ms.TuneContext(mod=t.mod, target=t.extracted.target, space_generator="post-order-apply",
-                           search_strategy=strategy, task_name=t.name, logger=lg, rand_state=rs,
+                           search_strategy=strat, task_name=t.name, logger=lg, rand_state=rs,
                            num_threads=target.num_cores).clone()
-            for t, lg, rs in zip(sel_tasks, loggers, fork_seed(config.seed, n=len(sel_tasks)))
+            for t, strat, lg, rs in zip(sel_tasks, strategies, loggers, fork_seed(config.seed, n=len(sel_tasks)))
         ]
         # the search's own database: this run's records + the shared best ones (warm start)
         scratch_db = ms.database.MemoryDatabase(module_equality=MODULE_EQUALITY)
@@ -762,11 +793,12 @@ def confirm(tasks: Sequence[PlannedTask], target: "TargetSpec", *, database_dir:
     Returns workload -> confirmed µs of this call."""
     import dataclasses
 
+    import tvm
     from tvm.s_tir import meta_schedule as ms
 
     from cosearch.compile import database as dbmod
     from cosearch.compile.builder import InProcessBuilder
-    from cosearch.compile.fallback import _replay
+    from cosearch.compile.fallback import replay_record
     from cosearch.compile.tune import TuneConfig, _make_runner
 
     config = config or TuneConfig()
@@ -777,17 +809,17 @@ def confirm(tasks: Sequence[PlannedTask], target: "TargetSpec", *, database_dir:
     h = trials_spent(database_dir)
     tgt = target.tvm_target()
     todo = []  # (workload, record µs, record, scheduled module)
+    seen: set[str] = set()
     for t in tasks:
-        if not t.tunable or t.workload in [w for w, *_ in todo] or not db.has_workload(t.mod):
+        if not t.tunable or t.workload in seen or not db.has_workload(t.mod):
             continue
+        seen.add(t.workload)
         top = db.get_top_k(db.commit_workload(t.mod), 1)
         rec_us = dbmod.best_us(db, t.mod)
         if not top or rec_us is None or (t.workload in h and hist._num(rec_us) in h[t.workload].confirmed):
             continue
-        func, _err = _replay(t.mod, top[0], tgt)
+        func, _err = replay_record(t.mod, top[0], tgt)
         if func is not None:
-            import tvm
-
             todo.append((t.workload, rec_us, top[0], tvm.IRModule({"main": func})))
     if not todo:
         return {}

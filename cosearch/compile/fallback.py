@@ -146,8 +146,11 @@ def _with_attrs_of(scheduled: "tvm.tirx.PrimFunc", original: "tvm.tirx.PrimFunc"
     return f.with_attr("tirx.is_scheduled", True)
 
 
-def _replay(task_mod: "tvm.IRModule", record: "ms.database.TuningRecord", target) -> "tuple[Any, str]":
-    """(scheduled ``main`` PrimFunc, "") or (None, first line of the error)."""
+def replay_record(task_mod: "tvm.IRModule", record: "ms.database.TuningRecord", target) -> "tuple[Any, str]":
+    """A database record applied to a task: (scheduled ``main`` PrimFunc, "") or (None, first
+    line of the error). The record's own workload replays its trace directly; another
+    (anchor-equal) workload goes through MetaSchedule's anchor-trace application. Used by
+    the compile path (``compile_with_database``) and by ``engine.confirm``."""
     import tvm_ffi
     from tvm import s_tir
     from tvm.s_tir.meta_schedule.trace_apply import schedule_using_anchor_trace
@@ -248,7 +251,7 @@ def apply_schedules(
             key = (tkey, khash, rec.__chandle__())
             verdict = _VERDICTS.get(key)
             if verdict is None:
-                prim, err = _replay(task_mod, rec, target)
+                prim, err = replay_record(task_mod, rec, target)
                 verdict = (rec, prim, err)
                 _VERDICTS.put(key, verdict)
                 if prim is None:

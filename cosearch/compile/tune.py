@@ -49,7 +49,10 @@ TASK_SCHEDULERS = ("gradient", "round-robin")
 #: (bench/results/latency_real_2m_fit.json). Small batches pay the wide search per batch, so only
 #: 50-73 trials ran: 2 minutes is too short for these settings (the cheap defaults suit it).
 TRIALS_PER_S = 1.0
-LONG_TUNING: dict[str, Any] = {"population": 256, "genetic_iters": 2, "cost_model": "xgb", "patience": None}
+LONG_TUNING: dict[str, Any] = {"population": 256, "genetic_iters": 2, "cost_model": "xgb", "patience": None,
+                               "wide_min_us": 100.0}
+#: the evolutionary search of a task below ``TuneConfig.wide_min_us`` (the cheap defaults)
+NARROW_SEARCH: dict[str, int] = {"population": 64, "genetic_iters": 1}
 
 
 def _pos_int(name: str, v: Any, allow_none: bool = False) -> None:
@@ -80,6 +83,12 @@ class TuneConfig:
     population: int = 64
     genetic_iters: int = 1
     init_min_unmeasured: int = 16
+    # search settings that scale with the kernel: a task whose weighted kernel time (weight x best µs,
+    # or µs expected from FLOPs and bytes while unmeasured: engine.expected_us) is below this many µs
+    # searches with NARROW_SEARCH (population 64, 1 genetic iteration) whatever `population` and
+    # `genetic_iters` say -- a wide search costs seconds per batch, worth it only on kernels that cost
+    # the model enough; None: every task uses `population` / `genetic_iters`
+    wide_min_us: float | None = None
     keep_records: int | None = 8  # best records kept per task in the shared database (None: all)
     cost_model: str = "random"  # "xgb" | "random" (xgb ranks at random below ~100 samples anyway)
     # "round-robin" | "gradient". Round-robin with the engine's per-task budgets (engine.allocate decides
@@ -113,6 +122,9 @@ class TuneConfig:
         if self.max_seconds is not None and (isinstance(self.max_seconds, bool) or not isinstance(self.max_seconds, (int, float))
                                              or not self.max_seconds > 0):
             raise CosearchError(f"TuneConfig.max_seconds must be a positive number or None, got {self.max_seconds!r}")
+        if self.wide_min_us is not None and (isinstance(self.wide_min_us, bool) or not isinstance(self.wide_min_us, (int, float))
+                                             or not self.wide_min_us >= 0):
+            raise CosearchError(f"TuneConfig.wide_min_us must be a non-negative number or None, got {self.wide_min_us!r}")
         if not isinstance(self.runner_timeout_s, (int, float)) or self.runner_timeout_s <= 0:
             raise CosearchError(f"TuneConfig.runner_timeout_s must be a positive number, got {self.runner_timeout_s!r}")
         if self.cost_model not in COST_MODELS:
@@ -130,6 +142,14 @@ class TuneConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def search_for(self, weighted_us: float | None) -> tuple[int, int]:
+        """(population, genetic iterations) of a task whose kernel costs the model ``weighted_us``
+        (None: unknown, the wide search): narrow below ``wide_min_us``, else as configured."""
+        if self.wide_min_us is not None and weighted_us is not None and weighted_us < self.wide_min_us:
+            narrow = (NARROW_SEARCH["population"], NARROW_SEARCH["genetic_iters"])
+            return min(narrow[0], self.population), min(narrow[1], self.genetic_iters)
+        return self.population, self.genetic_iters
 
     def resolved_build_workers(self) -> int:
         """Candidates compile in threads (LLVM releases the GIL): 2 threads cut the
