@@ -12,7 +12,10 @@ they exist only as ONNX, and converting them (onnx2torch) needs torchvision,
 whose ops do not load against our torch build -- no cheap faithful way.
 
 Budgets in trials tune with the engine defaults (``TuneConfig()``); budgets in time (``2m,10m``)
-with ``TuneConfig.long`` (what ``cosearch tune --time`` runs).
+with ``TuneConfig.long`` (what ``cosearch tune --time`` runs). ``--variants`` tunes each network
+once per named setting (``VARIANTS``; one database each) and times them all in the same
+interleaved run, e.g. ``--budgets 5m --variants defaults,long``: the cheap defaults against
+the long settings on the same clock.
 Every TVM measurement is recorded as a latency sample in its network's database;
 the prediction for a network is fitted on the *other* networks' samples of this
 run (leave one network out), plus ``--samples`` files from earlier runs.
@@ -40,6 +43,23 @@ ALL = list(LIGHT_MODELS) + list(MODELS)
 QUICK = {"nets": "nb201,squeezenet", "budgets": "16,32", "repeat": 12, "rounds": 3}
 
 
+def _variants():
+    """Named tuning settings for ``--variants``: budget (trials, or seconds when timed), seed -> TuneConfig."""
+    from cosearch.compile.tune import TuneConfig
+
+    def clock(make):
+        return lambda budget, seed, timed: make(budget, seed) if timed else TuneConfig(trials=int(budget), seed=seed)
+
+    return {
+        # the engine defaults (cheap search: population 64, 1 genetic iteration, random cost model); on a
+        # clock without the stall rule, so every variant spends the same time
+        "defaults": lambda budget, seed, timed: (TuneConfig(trials=10**6, max_seconds=budget, seed=seed, patience=None)
+                                                 if timed else TuneConfig(trials=int(budget), seed=seed)),
+        "long": clock(lambda b, seed: TuneConfig.long(b, seed=seed)),  # what `cosearch tune --time` runs
+        "long-wide": clock(lambda b, seed: TuneConfig.long(b, seed=seed, wide_min_us=None)),  # every task wide
+    }
+
+
 def _no_grad(net, x):
     import torch
 
@@ -60,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds over all engines")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--torch-compile", action="store_true", help="also torch.compile (space nets; ~30 s each)")
+    ap.add_argument("--variants", default=None,
+                    help="comma-separated tuning settings, each its own database, timed side by side: "
+                         "defaults, long, long-wide (default: long for durations, defaults for trials)")
     ap.add_argument("--layout", default=None, help="conv layout at import (frontend default when omitted)")
     ap.add_argument("--samples", default="", help="comma-separated latency_samples.jsonl files from earlier runs, "
                                                   "added to every fit")
@@ -87,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     if bad or not budgets or any(b <= 0 for b in budgets) or budgets != sorted(set(budgets)):
         print(f"error: networks must be from {', '.join(ALL)} (got {args.nets!r}) and budgets increasing positive "
               f"trial counts or durations such as 2m,10m (got {args.budgets!r})", file=sys.stderr)
+        return 2
+    known = _variants()
+    variants = [v for v in (args.variants or "").split(",") if v]
+    if any(v not in known for v in variants) or len(set(variants)) != len(variants):
+        print(f"error: --variants must be distinct names from {', '.join(known)}, got {args.variants!r}", file=sys.stderr)
         return 2
 
     os.environ.setdefault("TVM_NUM_THREADS", str(args.threads))
@@ -125,33 +153,38 @@ def main(argv: list[str] | None = None) -> int:
                 engines["torch.compile"] = (lambda: _no_grad(cnet, xt_torch), {"compile_s": time.perf_counter() - t0})
         imported = from_onnx(model, **({"layout": args.layout} if args.layout else {}))
         plan = engine.plan(imported, target)
-        db = work / net_name
-        db.mkdir(parents=True, exist_ok=True)
         dev = tvm.cpu()
         xt = tvm.runtime.tensor(x, dev)
-        done = 0
-        tune_total = 0.0
-        for label, budget in zip(labels, budgets):
-            cfg = (TuneConfig.long(budget - done, seed=args.seed) if timed
-                   else TuneConfig(trials=int(budget - done), seed=args.seed))
-            t0 = time.perf_counter()
-            res = tune_and_compile(imported, target, database_dir=db, config=cfg)
-            tune_s = time.perf_counter() - t0
-            tune_total += tune_s
-            done = budget
-            vm = tvm.relax.VirtualMachine(res.executable, dev)
-            out = vm["main"](xt)
-            out = out if hasattr(out, "numpy") else out[0]
-            err = float(np.abs(out.numpy() - ref).max() / max(1e-12, float(np.abs(ref).max())))
-            feats = lm.plan_features(plan, db)  # the database as this executable was compiled from it
-            src = [t.source for t in res.tasks]
-            engines[f"tvm-{label}"] = ((lambda v=vm: v["main"](xt)), {
-                "budget": label, "trials": res.trials_run, "tune_s": tune_s, "tune_s_total": tune_total,
-                "tasks": len(src), "tasks_from_db": src.count("tuned") + src.count("db"),
-                "tasks_fallback": src.count("fallback"), "tasks_untuned": src.count("untuned"),
-                "rel_err_vs_ort": err, "kernel_sum_ms": feats.kernel_ms, "untuned_est_ms": feats.untuned_ms,
-                "_features": feats})
-            print(f"  {net_name}: tuned to {label} ({res.trials_run} trials, {tune_s:.0f} s)", flush=True)
+        for variant in variants or [None]:
+            db = work / net_name / variant if variant else work / net_name
+            db.mkdir(parents=True, exist_ok=True)
+            done = 0
+            tune_total = 0.0
+            for label, budget in zip(labels, budgets):
+                if variant:
+                    cfg = known[variant](budget - done, args.seed, timed)
+                else:
+                    cfg = (TuneConfig.long(budget - done, seed=args.seed) if timed
+                           else TuneConfig(trials=int(budget - done), seed=args.seed))
+                t0 = time.perf_counter()
+                res = tune_and_compile(imported, target, database_dir=db, config=cfg)
+                tune_s = time.perf_counter() - t0
+                tune_total += tune_s
+                done = budget
+                vm = tvm.relax.VirtualMachine(res.executable, dev)
+                out = vm["main"](xt)
+                out = out if hasattr(out, "numpy") else out[0]
+                err = float(np.abs(out.numpy() - ref).max() / max(1e-12, float(np.abs(ref).max())))
+                feats = lm.plan_features(plan, db)  # the database as this executable was compiled from it
+                src = [t.source for t in res.tasks]
+                name = f"tvm-{variant}-{label}" if variant else f"tvm-{label}"
+                engines[name] = ((lambda v=vm: v["main"](xt)), {
+                    "budget": label, "variant": variant, "trials": res.trials_run, "tune_s": tune_s,
+                    "tune_s_total": tune_total, "tasks": len(src), "tasks_from_db": src.count("tuned") + src.count("db"),
+                    "tasks_fallback": src.count("fallback"), "tasks_untuned": src.count("untuned"),
+                    "rel_err_vs_ort": err, "kernel_sum_ms": feats.kernel_ms, "untuned_est_ms": feats.untuned_ms,
+                    "_features": feats, "_db": db})
+                print(f"  {net_name}: {variant or 'tuned'} to {label} ({res.trials_run} trials, {tune_s:.0f} s)", flush=True)
         samples = interleaved({name: fn for name, (fn, _) in engines.items()}, rounds=args.rounds,
                               repeat=max(1, args.repeat // max(1, args.rounds)), min_ms=1.0)
         ort_med = float(np.median(samples["onnxruntime"]))
@@ -162,11 +195,11 @@ def main(argv: list[str] | None = None) -> int:
                    "gflop": flops / 1e9, **{k: v for k, v in extra.items() if not k.startswith("_")}}
             rows.append(row)
             if "_features" in extra:
-                sample = lm.record_measurement(db, plan, float(med), network=net_name, features=extra["_features"],
+                sample = lm.record_measurement(extra["_db"], plan, float(med), network=net_name, features=extra["_features"],
                                                note=f"bench/latency.py budget={extra['budget']}")
                 row["kernel_sum_err"] = extra["_features"].kernel_ms / float(med) - 1.0
-                measured.append((net_name, row, plan, db, extra["_features"], sample))
-            print(f"  {net_name:12s} {name:14s} {med:9.3f} ms  {float(med) / ort_med:6.2f}x ORT", flush=True)
+                measured.append((net_name, row, plan, extra["_db"], extra["_features"], sample))
+            print(f"  {net_name:12s} {name:20s} {med:9.3f} ms  {float(med) / ort_med:6.2f}x ORT", flush=True)
         del engines
 
     # the prediction per network: fitted on every other network's samples (+ earlier runs' files)
@@ -182,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     lono = lm.leave_one_network_out(all_samples + extra_samples) if len({s["network"] for s in all_samples}) > 1 else {}
     config = {"nets": nets, "budgets": budgets, "target": target.to_dict(), "threads": args.threads,
               "repeat": args.repeat, "rounds": args.rounds, "seed": args.seed, "quick": args.quick,
-              "layout": args.layout, "tune_config": ("TuneConfig.long, max_seconds = budget increments" if timed
+              "layout": args.layout, "variants": variants or None, "tune_config": ("TuneConfig.long, max_seconds = budget increments" if timed
                                             else "TuneConfig() defaults, trials = budget increments"),
               "work_dir": str(work), "torch_for_zoo_graphs": "n/a: ONNX-only graphs; onnx2torch needs torchvision"}
     path = write_results("latency_real", config, rows, args.out, wall_s=time.perf_counter() - t_all,
