@@ -87,6 +87,39 @@ def test_workloads_differ_by_layout_and_nchw8c_matches_ort_untuned():
 
 
 @pytest.mark.tvm
+def test_resnet50_nchw8c_blocked_and_matches_ort_untuned():
+    """ResNet-50 (batch norm folded into its convs) in NCHW8c. FoldBatchnormToConv2D leaves
+    ``add(running_var, 1e-5)`` with a scalar (FloatImm) operand in every conv's weight chain;
+    ConvertLayout 0.27 segfaulted on it (the whole process died). Now: imported in NCHW8c
+    (also under "auto"), convs blocked, weights folded to constants, and the logits (its
+    final Softmax removed: with random weights it saturates to one-hot) equal ORT's."""
+    import tvm
+
+    from cosearch.compile.codegen import compile_with_database
+    from cosearch.compile.frontend import from_onnx
+    from cosearch.compile.target import load_target
+    from cosearch.compile.zoo import randomized_light
+
+    model = randomized_light("resnet50")
+    softmax = model.graph.node[-1]
+    assert softmax.op_type == "Softmax"
+    model.graph.output[0].name = softmax.input[0]
+    model.graph.node.remove(softmax)
+    imported = from_onnx(model, layout="NCHW8c")
+    assert imported.layout == "NCHW8c"
+    names = [gv.name_hint for gv, f in imported.mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc)]
+    blocked = [n for n in names if "NCHWc" in n]
+    assert len(blocked) >= 20, names  # 53 convs (the 3-channel stem stays NCHW), ~22 distinct
+    assert not any("stack" in n or "sum" in n for n in names)  # residuals are adds, fused into the convs
+    assert not any("multiply" in n or "sqrt" in n for n in names)  # batch-norm weight chains folded
+    x = np.random.default_rng(1).standard_normal(imported.inputs[0][1]).astype(np.float32)
+    ex = compile_with_database(imported.mod, load_target("host"), None)
+    out = tvm.relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(x))
+    out = (out if hasattr(out, "numpy") else out[0]).numpy()
+    np.testing.assert_allclose(out, _ort(model, x), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.tvm
 @pytest.mark.parametrize("name,layout", [("squeezenet", "NCHW8c"), ("shufflenet", "NCHW")])
 def test_tuned_equals_ort(name, layout, tmp_path):
     """A few real trials ("auto" layout), compiled with the database: equal to ORT (1e-3)."""

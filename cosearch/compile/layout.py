@@ -62,13 +62,24 @@ def _block(layout: str) -> int:
     return 1
 
 
+#: binary elementwise ops (ConvertLayout 0.27's binary layout inference): a scalar operand crashes it
+_BINARY_EWISE = frozenset("relax." + n for n in (
+    "add", "subtract", "multiply", "divide", "floor_divide", "power", "mod", "floor_mod", "maximum", "minimum",
+    "equal", "not_equal", "greater", "greater_equal", "less", "less_equal", "logical_and", "logical_or",
+    "logical_xor", "bitwise_and", "bitwise_or", "bitwise_xor", "left_shift", "right_shift", "log_add_exp"))
+
+
 def _passes():
-    """(drop-dropout pass, fold-constant-layout-transform pass), created once."""
+    """(prepare passes, fold-constant-layout-transform pass), created once."""
     import numpy as np
     import tvm
     from tvm import relax
     from tvm.ir.expr import GenericConst
     from tvm.relax.expr_functor import PyExprMutator, mutator
+
+    from cosearch.compile.frontend import _NUMPY_BINARY, _NUMPY_UNARY
+
+    _FOLDABLE = frozenset(_NUMPY_BINARY) | frozenset(_NUMPY_UNARY) | {"relax.rsqrt", "relax.reshape"}
 
     def ndim(e) -> int:
         try:
@@ -88,17 +99,54 @@ def _passes():
         - ONNX ``Sum(a, b, ...)`` arrives as ``sum(stack([a, b, ...]), axis=0)``: a
           5-D tensor whose layout inference crashes (``Invalid SLayout``) and a
           kernel per residual; it becomes ``a + b + ...``.
+        - A scalar operand (``FloatImm`` / ``IntImm``, e.g. the batch-norm epsilon in
+          ``add(running_var, 1e-5)`` that ``FoldBatchnormToConv2D`` leaves in every
+          ResNet-50 conv's weight chain) of a binary elementwise op: ConvertLayout 0.27's
+          binary layout inference dereferences it as a tensor and crashes the process
+          (segfault). It becomes a rank-0 constant (same broadcasting); a symbolic one
+          (not a number) makes the op a layout barrier instead (below).
+        - Arithmetic on constants only (that weight chain: ``add``, ``sqrt``, ``divide``,
+          ``reshape``, ``multiply``) is folded with numpy (``CanonicalizeBindings`` then
+          inlines the constants), so the conv weights are constants again and their
+          ``layout_transform`` folds (TVM's ``FoldConstant`` would compile each op with LLVM).
+        - ``broadcast_to(x, shape of x)`` (ONNX ``Sum``'s operands) is ``x``.
         - Any other op on a tensor of rank 5 or more (ShuffleNet's channel shuffle,
           Inception's LRN as avg_pool3d), and grouped / depthwise convs (ConvertLayout
           0.27 crashed the process on ShuffleNet's), are legalized here to a
           ``call_tir`` in the original layout, which ConvertLayout treats as a layout
           barrier."""
 
+        def const_of(self, e):
+            """numpy value of ``e`` when it is a constant or a variable bound to one, else None."""
+            if isinstance(e, relax.Var):
+                e = self.lookup_binding(e)
+            return e.value.numpy() if isinstance(e, GenericConst) else None
+
         def visit_call_(self, call):
             call = super().visit_call_(call)
             if not isinstance(call.op, tvm.ir.Op):
                 return call
             name = call.op.name
+            if name in _BINARY_EWISE and len(call.args) == 2 and not self.barriers:
+                args = list(call.args)
+                for i, a in enumerate(args):
+                    ty = getattr(a, "ty", None)
+                    if isinstance(ty, tvm.ir.PrimType) and isinstance(getattr(a, "value", None), (int, float)):
+                        args[i] = relax.const(np.array(a.value, dtype=str(ty.dtype)), str(ty.dtype))
+                if any(a is not b for a, b in zip(args, call.args)):
+                    call = self.builder_.normalize(relax.Call(call.op, args, call.attrs, call.ty_args))
+            if not self.barriers and name in _FOLDABLE:
+                folded = self.fold(call, name)
+                if folded is not None:
+                    return folded
+            if name == "relax.broadcast_to" and not self.barriers:
+                x = call.args[0]
+                try:
+                    same = [int(d) for d in x.ty.shape] == [int(d) for d in call.args[1].values]
+                except Exception:  # noqa: BLE001 - symbolic or unknown shapes
+                    same = False
+                if same:
+                    return x
             if name == "relax.nn.dropout":
                 x = call.args[0]
                 return relax.Tuple([x, relax.op.ones_like(x)])
@@ -118,11 +166,34 @@ def _passes():
                 return call
             ranks = [ndim(a) for a in call.args] + [ndim(call)]
             grouped = name == "relax.nn.conv2d" and int(call.attrs.groups) != 1
-            if max(ranks) >= 5 or grouped:
+            scalar = name in _BINARY_EWISE and any(isinstance(getattr(a, "ty", None), tvm.ir.PrimType)
+                                                   for a in call.args)  # symbolic: left in NCHW
+            if max(ranks) >= 5 or grouped or scalar:
                 leg = call.op.get_attr("FLegalize")
                 if leg is not None:
                     return leg(self.builder_, call)
             return call
+
+        def fold(self, call, name):
+            """``call`` computed with numpy when all its tensor operands are constants, else None."""
+            a = self.const_of(call.args[0])
+            if a is None:
+                return None
+            if name == "relax.reshape":
+                try:
+                    out = a.reshape([int(v) for v in call.args[1].values])
+                except Exception:  # noqa: BLE001 - symbolic shape
+                    return None
+            elif name in _NUMPY_UNARY:
+                out = getattr(np, _NUMPY_UNARY[name])(a)
+            elif name == "relax.rsqrt":
+                out = 1 / np.sqrt(a)
+            else:
+                b = self.const_of(call.args[1])
+                if b is None or a.dtype != b.dtype:
+                    return None
+                out = getattr(np, _NUMPY_BINARY[name])(a, b)
+            return relax.const(np.ascontiguousarray(np.asarray(out).astype(a.dtype, copy=False)), str(a.dtype))
 
     @mutator
     class Barriers(Prepare._cls):
@@ -137,7 +208,9 @@ def _passes():
             a = call.args[0]
             if not isinstance(a, GenericConst) or call.attrs.pad_value is not None:
                 return call
-            out = call.attrs.index_map.map_tensor(a.value).numpy()
+            out = _map_tensor(call.attrs.index_map, a.value.numpy())
+            if out is None:
+                out = call.attrs.index_map.map_tensor(a.value).numpy()
             return relax.const(np.ascontiguousarray(out), str(out.dtype))
 
     def as_pass(m, name):
@@ -156,6 +229,41 @@ def _passes():
     return (tvm.transform.Sequential([as_pass(Prepare, "CosearchLayoutPrepare"), relax.transform.CanonicalizeBindings(),
                                       relax.transform.DeadCodeElimination(), as_pass(Barriers, "CosearchLayoutBarriers")]),
             as_pass(FoldTransform, "CosearchFoldLayoutTransform"))
+
+
+def _map_tensor(index_map, a):
+    """``index_map.map_tensor(a)`` in numpy (a scatter through the index expressions evaluated on
+    index grids); None when the map is not a plain bijection of +, -, *, //, % (then TVM's
+    ``map_tensor`` is used: element by element, ~80 s for ResNet-50's 25M weights)."""
+    import numpy as np
+    from tvm import tirx
+
+    ops = {tirx.Add: np.add, tirx.Sub: np.subtract, tirx.Mul: np.multiply,
+           tirx.FloorDiv: np.floor_divide, tirx.FloorMod: np.mod}
+    grids = np.indices(a.shape, sparse=True)
+    env = list(zip(index_map.initial_indices, grids))
+
+    def ev(e):
+        for v, g in env:
+            if e.same_as(v):
+                return g
+        if isinstance(e, tirx.IntImm):
+            return np.int64(e.value)
+        f = ops.get(type(e))
+        if f is None:
+            raise ValueError(type(e).__name__)
+        return f(ev(e.a), ev(e.b))
+
+    try:
+        shape = [int(d) for d in index_map.map_shape(list(a.shape))]
+        idx = [ev(e) for e in index_map.final_indices]
+    except Exception:  # noqa: BLE001 - symbolic or unsupported expression
+        return None
+    if len(shape) != len(idx) or int(np.prod(shape)) != a.size:
+        return None  # padding: not a bijection
+    out = np.zeros(shape, a.dtype)
+    out[tuple(np.broadcast_arrays(*idx))] = a
+    return out
 
 
 _PASSES = None
