@@ -55,9 +55,21 @@ def _variants():
         # clock without the stall rule, so every variant spends the same time
         "defaults": lambda budget, seed, timed: (TuneConfig(trials=10**6, max_seconds=budget, seed=seed, patience=None)
                                                  if timed else TuneConfig(trials=int(budget), seed=seed)),
-        "long": clock(lambda b, seed: TuneConfig.long(b, seed=seed)),  # what `cosearch tune --time` runs
-        "long-wide": clock(lambda b, seed: TuneConfig.long(b, seed=seed, wide_min_us=None)),  # every task wide
+        # what `cosearch tune --time` runs: the wide search only with >= 20 s of clock per task
+        "time": clock(lambda b, seed: TuneConfig.long(b, seed=seed)),
+        # the wide search (population 256, 2 genetic iterations, XGBoost) whatever the clock per task, on
+        # kernels costing >= 100 us (what "long" meant in latency_real_5m.json)
+        "long": clock(lambda b, seed: TuneConfig.long(b, seed=seed, wide_min_s_per_task=None)),
+        "long-wide": clock(lambda b, seed: TuneConfig.long(b, seed=seed, wide_min_s_per_task=None,
+                                                           wide_min_us=None)),  # every task wide
+        # "long" on convs blocked at import (layout "auto": NCHW8c on ImageNet-size graphs);
+        # skipped where "auto" leaves the network's layout unchanged (then it is "long")
+        "long-auto": clock(lambda b, seed: TuneConfig.long(b, seed=seed, wide_min_s_per_task=None)),
     }
+
+
+#: a variant's import layout, when not --layout's
+VARIANT_LAYOUT = {"long-auto": "auto"}
 
 
 def _no_grad(net, x):
@@ -82,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--torch-compile", action="store_true", help="also torch.compile (space nets; ~30 s each)")
     ap.add_argument("--variants", default=None,
                     help="comma-separated tuning settings, each its own database, timed side by side: "
-                         "defaults, long, long-wide (default: long for durations, defaults for trials)")
+                         "defaults, time, long, long-wide, long-auto (default: long for durations, defaults for trials)")
     ap.add_argument("--layout", default=None, help="conv layout at import (frontend default when omitted)")
     ap.add_argument("--samples", default="", help="comma-separated latency_samples.jsonl files from earlier runs, "
                                                   "added to every fit")
@@ -156,6 +168,13 @@ def main(argv: list[str] | None = None) -> int:
         dev = tvm.cpu()
         xt = tvm.runtime.tensor(x, dev)
         for variant in variants or [None]:
+            v_imported, v_plan = imported, plan
+            if variant in VARIANT_LAYOUT:
+                v_imported = from_onnx(model, layout=VARIANT_LAYOUT[variant])
+                if v_imported.layout == imported.layout:
+                    print(f"  {net_name}: {variant} skipped (layout {VARIANT_LAYOUT[variant]} is {imported.layout} here)")
+                    continue
+                v_plan = engine.plan(v_imported, target)
             db = work / net_name / variant if variant else work / net_name
             db.mkdir(parents=True, exist_ok=True)
             done = 0
@@ -167,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                     cfg = (TuneConfig.long(budget - done, seed=args.seed) if timed
                            else TuneConfig(trials=int(budget - done), seed=args.seed))
                 t0 = time.perf_counter()
-                res = tune_and_compile(imported, target, database_dir=db, config=cfg)
+                res = tune_and_compile(v_imported, target, database_dir=db, config=cfg)
                 tune_s = time.perf_counter() - t0
                 tune_total += tune_s
                 done = budget
@@ -175,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 out = vm["main"](xt)
                 out = out if hasattr(out, "numpy") else out[0]
                 err = float(np.abs(out.numpy() - ref).max() / max(1e-12, float(np.abs(ref).max())))
-                feats = lm.plan_features(plan, db)  # the database as this executable was compiled from it
+                feats = lm.plan_features(v_plan, db)  # the database as this executable was compiled from it
                 src = [t.source for t in res.tasks]
                 name = f"tvm-{variant}-{label}" if variant else f"tvm-{label}"
                 engines[name] = ((lambda v=vm: v["main"](xt)), {
@@ -183,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                     "tune_s_total": tune_total, "tasks": len(src), "tasks_from_db": src.count("tuned") + src.count("db"),
                     "tasks_fallback": src.count("fallback"), "tasks_untuned": src.count("untuned"),
                     "rel_err_vs_ort": err, "kernel_sum_ms": feats.kernel_ms, "untuned_est_ms": feats.untuned_ms,
-                    "_features": feats, "_db": db})
+                    "layout": v_imported.layout, "_features": feats, "_db": db, "_plan": v_plan})
                 print(f"  {net_name}: {variant or 'tuned'} to {label} ({res.trials_run} trials, {tune_s:.0f} s)", flush=True)
         samples = interleaved({name: fn for name, (fn, _) in engines.items()}, rounds=args.rounds,
                               repeat=max(1, args.repeat // max(1, args.rounds)), min_ms=1.0)
@@ -195,10 +214,10 @@ def main(argv: list[str] | None = None) -> int:
                    "gflop": flops / 1e9, **{k: v for k, v in extra.items() if not k.startswith("_")}}
             rows.append(row)
             if "_features" in extra:
-                sample = lm.record_measurement(extra["_db"], plan, float(med), network=net_name, features=extra["_features"],
+                sample = lm.record_measurement(extra["_db"], extra["_plan"], float(med), network=net_name, features=extra["_features"],
                                                note=f"bench/latency.py budget={extra['budget']}")
                 row["kernel_sum_err"] = extra["_features"].kernel_ms / float(med) - 1.0
-                measured.append((net_name, row, plan, extra["_db"], extra["_features"], sample))
+                measured.append((net_name, row, extra["_plan"], extra["_db"], extra["_features"], sample))
             print(f"  {net_name:12s} {name:20s} {med:9.3f} ms  {float(med) / ort_med:6.2f}x ORT", flush=True)
         del engines
 

@@ -65,6 +65,8 @@ def test_tune_for_a_time_in_a_layout(tiny_onnx, tmp_path):
     assert cfg["tune"]["patience"] is None and cfg["early_stop"] == {"kind": "never"}  # no --patience: the clock ends it
     meta = json.loads((out / "meta.json").read_text())
     assert meta["tuning"]["trials_run"] > 0
+    # 15 s for the tiny net's tasks is under 20 s per task: the cheap search ran, and the artifact says so
+    assert meta["tuning"]["search"] == {"population": 64, "genetic_iters": 1, "cost_model": "random", "wide_min_us": 100.0}
     assert any(e["event"] == "stop" and e["rule"] == {"kind": "deadline"} for e in history.read(db))
     r2 = run_cli("run", out, "--repeat", "3")
     assert r2.returncode == 0 and "OK" in r2.stdout, r2.stderr[-3000:]

@@ -235,6 +235,18 @@ def test_search_scales_with_the_kernel():
     assert TuneConfig(population=32, genetic_iters=3, wide_min_us=10.0).search_for(1.0) == (32, 1)  # never wider
 
 
+def test_search_scales_with_the_clock_per_task():
+    """``wide_min_s_per_task``: a clock giving each task less than that runs the cheap search
+    (population 64, 1 genetic iteration, random cost model); enough time, or no clock: as given."""
+    long_ = TuneConfig.long(600)
+    assert long_.wide_min_s_per_task == 20.0
+    assert long_.for_tasks(30) is long_ and long_.for_tasks(0) is long_  # 20 s per task
+    short = long_.for_tasks(31)
+    assert (short.population, short.genetic_iters, short.cost_model) == (64, 1, "random")
+    assert short.max_seconds == 600 and short.patience is None and short.for_tasks(31) == short
+    assert TuneConfig(population=256, wide_min_s_per_task=20.0).for_tasks(1000).population == 256  # no clock
+
+
 def test_compile_only_target_never_tunes_but_uses_database(tuned_a, host, tmp_path):
     db, imported, ref, _ = tuned_a
     p = tmp_path / "compile-only.json"
@@ -274,6 +286,7 @@ def test_local_target_that_cannot_run_here_is_refused(tmp_path):
         ({"max_seconds": True}, "max_seconds"),
         ({"wide_min_us": -1.0}, "wide_min_us"),
         ({"wide_min_us": "big"}, "wide_min_us"),
+        ({"wide_min_s_per_task": -1}, "wide_min_s_per_task"),
     ],
 )
 def test_bad_tune_config_is_rejected(kw, needle):

@@ -45,9 +45,10 @@ def register(sub) -> None:
     p.add_argument("--early-stop", default=None, metavar="RULE",
                    help="early-stop rule kind (stall, xgb, never, always; default stall with --patience)")
     p.add_argument("--time", default=None, metavar="DURATION",
-                   help="wall-clock tuning budget, e.g. 10m: every task stops once it is spent, and the search is "
-                        "the long one (population 256, 2 genetic iterations, XGBoost cost model, no stall rule; "
-                        "see docs/tuning.md). Default: --trials alone, cheap settings")
+                   help="wall-clock tuning budget, e.g. 10m: every task stops once it is spent, no stall rule "
+                        "unless --patience is given. With at least 20 s per task the search is the wide one "
+                        "(population 256, 2 genetic iterations, XGBoost cost model) on kernels costing >= 100 us; "
+                        "else the cheap one (see docs/tuning.md). Default: --trials alone, cheap settings")
     p.add_argument("--layout", default=None, metavar="LAYOUT",
                    help="conv data layout at import: NCHW (default), NHWC, NCHW8c, NCHW16c or auto "
                         "(part of every workload: schedules tuned in one layout do not serve another)")
@@ -203,7 +204,7 @@ def run(args) -> int:
             write_artifact(out, executable=result.executable, target=target, imported=imported, tasks=result.tasks,
                            latency=latency, latency_note=note, config=config,
                            tuning={"trials_run": result.trials_run, "trials_per_iter": result.trials_per_iter,
-                                   "seconds": seconds})
+                                   "search": result.search, "seconds": seconds})
             if rule is not None and rule.kind == "xgb":  # the next run starts from a model of every history so far
                 from cosearch.compile.stop_model import refit_and_save
 

@@ -475,6 +475,8 @@ class TuneOutcome:
     run: str = ""
     persist_seconds: float = 0.0  # time spent appending records + history after batches
     confirm_seconds: float = 0.0  # re-timing the best records (TuneConfig.confirm)
+    # the search this run used (TuneConfig.for_tasks: a clock too short per task narrows it)
+    search: dict[str, Any] | None = None
 
 
 def _record_from(cand, run_res, workload, target):
@@ -689,6 +691,9 @@ def tune_tasks(
         outcome.seconds = time.perf_counter() - t_start
         return outcome
 
+    config = config.for_tasks(len(selected))  # a clock too short per task: the cheap search
+    outcome.search = {"population": config.population, "genetic_iters": config.genetic_iters,
+                      "cost_model": config.cost_model, "wide_min_us": config.wide_min_us}
     sel_tasks = [uniq[w] for w in selected]
     sel_feats = [feats[chosen.index(w)] for w in selected]
     sel_priors = [priors[chosen.index(w)] for w in selected]

@@ -50,7 +50,7 @@ TASK_SCHEDULERS = ("gradient", "round-robin")
 #: 50-73 trials ran: 2 minutes is too short for these settings (the cheap defaults suit it).
 TRIALS_PER_S = 1.0
 LONG_TUNING: dict[str, Any] = {"population": 256, "genetic_iters": 2, "cost_model": "xgb", "patience": None,
-                               "wide_min_us": 100.0}
+                               "wide_min_us": 100.0, "wide_min_s_per_task": 20.0}
 #: the evolutionary search of a task below ``TuneConfig.wide_min_us`` (the cheap defaults)
 NARROW_SEARCH: dict[str, int] = {"population": 64, "genetic_iters": 1}
 
@@ -89,6 +89,12 @@ class TuneConfig:
     # `genetic_iters` say -- a wide search costs seconds per batch, worth it only on kernels that cost
     # the model enough; None: every task uses `population` / `genetic_iters`
     wide_min_us: float | None = None
+    # search settings that scale with the clock: when `max_seconds` gives each task tuned less than this
+    # many seconds, the run uses the cheap search (NARROW_SEARCH, random cost model) whatever `population`,
+    # `genetic_iters` and `cost_model` say (``for_tasks``). Measured side by side on the same clock
+    # (bench/results/latency_real_5m.json): at 2 and 5 minutes (3-12 s per task) the cheap search won on
+    # every network; at 10 minutes on SqueezeNet (23 s per task) the wide one (gap_squeezenet_10m.json)
+    wide_min_s_per_task: float | None = None
     keep_records: int | None = 8  # best records kept per task in the shared database (None: all)
     cost_model: str = "random"  # "xgb" | "random" (xgb ranks at random below ~100 samples anyway)
     # "round-robin" | "gradient". Round-robin with the engine's per-task budgets (engine.allocate decides
@@ -125,6 +131,11 @@ class TuneConfig:
         if self.wide_min_us is not None and (isinstance(self.wide_min_us, bool) or not isinstance(self.wide_min_us, (int, float))
                                              or not self.wide_min_us >= 0):
             raise CosearchError(f"TuneConfig.wide_min_us must be a non-negative number or None, got {self.wide_min_us!r}")
+        if self.wide_min_s_per_task is not None and (isinstance(self.wide_min_s_per_task, bool)
+                                                     or not isinstance(self.wide_min_s_per_task, (int, float))
+                                                     or not self.wide_min_s_per_task >= 0):
+            raise CosearchError("TuneConfig.wide_min_s_per_task must be a non-negative number or None, "
+                                f"got {self.wide_min_s_per_task!r}")
         if not isinstance(self.runner_timeout_s, (int, float)) or self.runner_timeout_s <= 0:
             raise CosearchError(f"TuneConfig.runner_timeout_s must be a positive number, got {self.runner_timeout_s!r}")
         if self.cost_model not in COST_MODELS:
@@ -142,6 +153,17 @@ class TuneConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def for_tasks(self, n_tasks: int) -> "TuneConfig":
+        """The settings a clock-bounded tuning of ``n_tasks`` tasks runs with: the cheap search
+        (NARROW_SEARCH, random cost model) when ``max_seconds / n_tasks < wide_min_s_per_task``;
+        otherwise (or without a clock, or without that threshold) these settings unchanged."""
+        if (self.max_seconds is None or self.wide_min_s_per_task is None or n_tasks <= 0
+                or self.max_seconds / n_tasks >= self.wide_min_s_per_task):
+            return self
+        return dataclasses.replace(self, population=min(self.population, NARROW_SEARCH["population"]),
+                                   genetic_iters=min(self.genetic_iters, NARROW_SEARCH["genetic_iters"]),
+                                   cost_model="random", wide_min_s_per_task=None)
 
     def search_for(self, weighted_us: float | None) -> tuple[int, int]:
         """(population, genetic iterations) of a task whose kernel costs the model ``weighted_us``
@@ -201,6 +223,7 @@ class TuneResult:
     trials_run: int = 0
     records_written: int = 0
     trials_per_iter: int | None = None  # batch actually used (TuneConfig.batch_for); None: nothing tuned
+    search: dict[str, Any] | None = None  # the search settings used (TuneConfig.for_tasks); None: nothing tuned
 
 
 def _set_threads(n: int) -> None:  # runs in the runner's worker process
@@ -286,4 +309,5 @@ def tune_and_compile(
         trials_run=outcome.trials_run if outcome else 0,
         records_written=outcome.records_written if outcome else 0,
         trials_per_iter=outcome.batch if outcome and outcome.trials_run else None,
+        search=outcome.search if outcome and outcome.trials_run else None,
     )
