@@ -397,9 +397,15 @@ def expected_us(flops: float, shapes: Sequence[Sequence[int]] = (), itemsize: in
 
 #: under a clock (``TuneConfig.max_seconds``) trials are allocated up to this many times what the
 #: clock is expected to allow (``tune.TRIALS_PER_S``), not up to ``trials`` (10**6 with
-#: ``TuneConfig.long``): allocating 10**6 trials in batches of 2-3 took 40-60 s of a 2-minute
-#: clock (found: 2 trials ran in 40 s on the NB201 net), and 1.0 trial/s was measured on 2 cores
+#: ``TuneConfig.long``): allocating 10**6 trials one batch at a time took 34 s (SqueezeNet, batches
+#: of 4) and 60 s (ShuffleNet, batches of 3) of 2-minute clocks (bench/results/allocate_clock.json;
+#: found: 2 trials ran in 40 s on the NB201 net), and 1.0 trial/s was measured on 2 cores
 CLOCK_TRIALS_MARGIN = 20
+
+
+def kernel_us(task: PlannedTask, st: TaskStatus) -> float:
+    """A task's kernel µs per call: its best record, or ``expected_us`` while it has none."""
+    return st.best_us if st.best_us is not None else expected_us(task.features.flops, task.features.shapes)
 
 
 def trials_to_allocate(config: "TuneConfig", trials: int, n_tasks: int, batch: int) -> int:
@@ -435,9 +441,8 @@ def allocate(tasks: Sequence[PlannedTask], st: dict[str, TaskStatus], trials: in
         left -= give
 
     def score(w: str) -> float:
-        us = st[w].best_us if st[w].best_us is not None else expected_us(uniq[w].features.flops, uniq[w].features.shapes)
         spent = st[w].trials_spent + budgets.get(w, 0)
-        return weight[w] * us / math.sqrt(1 + spent)
+        return weight[w] * kernel_us(uniq[w], st[w]) / math.sqrt(1 + spent)
 
     # greedy, one batch at a time to the highest score (ties: the larger workload key); a heap, as a
     # clock-bounded tuning allocates up to ``trials`` = 10**6 (a linear scan per batch took 40 s there)
@@ -709,9 +714,7 @@ def tune_tasks(
         searches: dict[tuple[int, int], Any] = {}
         strategies = []
         for w in selected:
-            f = uniq[w].features
-            us = st[w].best_us if st[w].best_us is not None else expected_us(f.flops, f.shapes)
-            pop, gi = config.search_for(weights[w] * us)
+            pop, gi = config.search_for(weights[w] * kernel_us(uniq[w], st[w]))
             if (pop, gi) not in searches:
                 searches[(pop, gi)] = ms.search_strategy.EvolutionarySearch(
                     population_size=pop, genetic_num_iters=gi, init_min_unmeasured=min(config.init_min_unmeasured, pop))

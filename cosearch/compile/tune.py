@@ -93,7 +93,8 @@ class TuneConfig:
     # many seconds, the run uses the cheap search (NARROW_SEARCH, random cost model) whatever `population`,
     # `genetic_iters` and `cost_model` say (``for_tasks``). Measured side by side on the same clock
     # (bench/results/latency_real_5m.json): at 2 and 5 minutes (3-12 s per task) the cheap search won on
-    # every network; at 10 minutes on SqueezeNet (23 s per task) the wide one (gap_squeezenet_10m.json)
+    # five of six networks (mbv2-small, searched narrow by both, was a near tie); at 10 minutes on
+    # SqueezeNet (23 s per task) the wide one won (gap_squeezenet_10m.json)
     wide_min_s_per_task: float | None = None
     keep_records: int | None = 8  # best records kept per task in the shared database (None: all)
     cost_model: str = "random"  # "xgb" | "random" (xgb ranks at random below ~100 samples anyway)
