@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 
-COMMANDS = ["targets", "tune", "run", "estimate", "search", "compare", "train"]
+COMMANDS = ["targets", "tune", "run", "estimate", "search", "compare", "train", "bench"]
 
 
 def load_plugins() -> None:

@@ -799,15 +799,11 @@ def confirm(tasks: Sequence[PlannedTask], target: "TargetSpec", *, database_dir:
     that record stays the best. Records confirmed already are skipped; a record that fails
     to build or run is skipped (failures are data: nothing is written for it).
     Returns workload -> confirmed µs of this call."""
-    import dataclasses
-
     import tvm
-    from tvm.s_tir import meta_schedule as ms
 
     from cosearch.compile import database as dbmod
-    from cosearch.compile.builder import InProcessBuilder
     from cosearch.compile.fallback import replay_record
-    from cosearch.compile.tune import TuneConfig, _make_runner
+    from cosearch.compile.tune import TuneConfig
 
     config = config or TuneConfig()
     if target.measure == "none":
@@ -832,25 +828,53 @@ def confirm(tasks: Sequence[PlannedTask], target: "TargetSpec", *, database_dir:
     if not todo:
         return {}
     run = secrets.token_hex(6)
-    scratch = tempfile.mkdtemp(prefix="cosearch-confirm-")
+    timed = time_kernels([m for *_, m in todo], target, config=config, repeat=repeat,
+                         args_info=[rec.args_info for _w, _us, rec, _m in todo])
+    out, events = {}, []
+    for (w, rec_us, _rec, _m), samples in zip(todo, timed):
+        if samples is None:
+            continue
+        us = sorted(samples)[len(samples) // 2]
+        out[w] = us
+        events.append(hist.event("confirm", w, run=run, record_us=hist._num(rec_us), us=hist._num(us),
+                                 samples=[hist._num(x) for x in samples]))
+    hist.append(database_dir, events)
+    return out
+
+
+def time_kernels(mods: Sequence["tvm.IRModule"], target: "TargetSpec", *, config: "TuneConfig | None" = None,
+                 repeat: int = 10, args_info: Sequence[Any] | None = None) -> list[list[float] | None]:
+    """Build each scheduled one-kernel module (``main``) and time it with the target's tuning
+    runner (``repeat`` measurements of ``config.number`` runs): per module its samples in µs,
+    or ``None`` where the build or the run failed (failures are data)."""
+    import dataclasses
+
+    from tvm.s_tir import meta_schedule as ms
+
+    from cosearch.compile import database as dbmod
+    from cosearch.compile.builder import InProcessBuilder
+    from cosearch.compile.tune import TuneConfig, _make_runner
+
+    config = config or TuneConfig()
+    if not mods:
+        return []
+    if args_info is None:
+        args_info = [ms.arg_info.ArgInfo.from_prim_func(m["main"]) for m in mods]
+    tgt = target.tvm_target()
+    scratch = tempfile.mkdtemp(prefix="cosearch-time-")
     runner = _make_runner(target, dataclasses.replace(config, repeat=repeat))
     try:
         builder = InProcessBuilder(tmp_root=scratch, workers=config.resolved_build_workers())
-        built = builder.build([ms.builder.BuilderInput(m, tgt) for *_, m in todo])
-        ok = [(item, b) for item, b in zip(todo, built) if b.error_msg is None]
+        built = builder.build([ms.builder.BuilderInput(m, tgt) for m in mods])
         device = {"llvm": "cpu"}.get(tgt.kind.name, tgt.kind.name)
-        futures = runner.run([ms.runner.RunnerInput(b.artifact_path, device, item[2].args_info) for item, b in ok])
-        out, events = {}, []
-        for (w, rec_us, _rec, _m), f in zip([item for item, _ in ok], futures):
+        ok = [i for i, b in enumerate(built) if b.error_msg is None]
+        futures = runner.run([ms.runner.RunnerInput(built[i].artifact_path, device, args_info[i]) for i in ok])
+        out: list[list[float] | None] = [None] * len(mods)
+        for i, f in zip(ok, futures):
             r = f.result()
             secs = dbmod._valid_secs(r.run_secs) if r.error_msg is None else None
-            if secs is None:
-                continue
-            us = 1e6 * sorted(secs)[len(secs) // 2]
-            out[w] = us
-            events.append(hist.event("confirm", w, run=run, record_us=hist._num(rec_us), us=hist._num(us),
-                                     samples=[hist._num(1e6 * x) for x in secs]))
-        hist.append(database_dir, events)
+            if secs is not None:
+                out[i] = [1e6 * x for x in secs]
         return out
     finally:
         pool = getattr(runner, "pool", None)

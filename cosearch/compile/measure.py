@@ -176,6 +176,31 @@ def measure_local(executable, inputs: Sequence[InputSpec], *, threads: int | Non
         return MeasureResult(None, _one_line(e), "local", time.perf_counter() - t0)
 
 
+def measure_interleaved(executable, inputs: Sequence[InputSpec], *, threads: Sequence[int] = (1, 2), rounds: int = 3,
+                        config: MeasureConfig = MeasureConfig(repeat=10, warmup=1)) -> dict[int, Latency]:
+    """Time ``executable`` locally at each thread count in ``threads``, interleaved: ``rounds``
+    rounds, each timing every thread count ``config.repeat`` times in turn, so a load that
+    comes and goes hits every count alike. Returns per thread count the statistics over all
+    its samples; raises ``CosearchError`` with one line when the model does not run."""
+    import tvm
+    from tvm import relax
+
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise CosearchError(f"rounds must be a positive integer, got {rounds!r}")
+    arrays = random_inputs(inputs, config.seed)
+    dev = tvm.cpu()
+    samples: dict[int, list[float]] = {int(t): [] for t in threads}
+    try:
+        vm = relax.VirtualMachine(executable, dev)
+        for _ in range(rounds):
+            for t in samples:
+                _config_threads(tvm.get_global_func, t)
+                samples[t].extend(_time_vm(vm, dev, arrays, config))
+    except Exception as e:  # noqa: BLE001
+        raise CosearchError(f"measurement failed: {_one_line(e)}") from None
+    return {t: Latency.from_samples(v, t) for t, v in samples.items()}
+
+
 def measure_rpc(executable, inputs: Sequence[InputSpec], settings, *, threads: int | None = None,
                 export: str = "so", cc: str | None = None,
                 config: MeasureConfig = MeasureConfig(), library_path: str | os.PathLike | None = None) -> MeasureResult:
@@ -270,5 +295,5 @@ def _one_line(e: BaseException) -> str:
 
 __all__ = [
     "Latency", "MeasureConfig", "MeasureResult", "SEARCH_MEASURE", "measure", "measure_local", "measure_rpc",
-    "random_inputs", "export_library", "resolved_threads",
+    "random_inputs", "export_library", "measure_interleaved", "resolved_threads",
 ]

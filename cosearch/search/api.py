@@ -85,6 +85,12 @@ def prepare(cfg: SearchConfig, *, schedules: str | None = None, out: Path | None
     if screen == "synthetic" and cfg.evaluator != "fake":
         raise CosearchError("estimator 'synthetic' exists only with the test evaluator (--evaluator fake)")
     pool = table_archs(screen, space)
+    replay = replay_path(cfg)
+    if replay is not None:
+        pool = replay_pool(replay, space, pool, screen)
+        if cfg.train_rung:
+            raise CosearchError("the training rung is not replayed from a benchmark; with --evaluator replay:BENCH "
+                                "give a cheap estimator or a table:CSV oracle")
     if cfg.train_pareto or cfg.train_rung:
         from cosearch.train.data import check_spec
 
@@ -101,8 +107,8 @@ def prepare(cfg: SearchConfig, *, schedules: str | None = None, out: Path | None
         sched = Path(schedules) if schedules else default_schedules_dir(target)
     else:
         if out is None and schedules is None:
-            raise CosearchError("the fake evaluator needs --schedules or --out")
-        sched = Path(schedules) if schedules else Path(out) / "fake-schedules"
+            raise CosearchError(f"the {cfg.evaluator.split(':')[0]} evaluator needs --schedules or --out")
+        sched = Path(schedules) if schedules else Path(out) / ("replay-state" if replay else "fake-schedules")
     if sched.exists() and not sched.is_dir():
         raise CosearchError(f"--schedules {str(sched)!r} is a file; expected a directory (created if missing)")
     if out is not None and check_out_dir:
@@ -128,8 +134,41 @@ def make_trainer(cfg: SearchConfig, space):
     return trainer
 
 
+def replay_path(cfg: SearchConfig) -> str | None:
+    """BENCH of ``--evaluator replay:BENCH``, else None."""
+    from cosearch.cobench.replay import parse_replay
+
+    return parse_replay(cfg.evaluator)
+
+
+def replay_pool(bench_path: str, space, table_pool: list[str] | None, screen: str) -> list[str]:
+    """The architectures a replayed search may propose: the benchmark's measured ones (with a
+    ``table:`` estimator, those the table also holds)."""
+    from cosearch.cobench.store import open_bench
+
+    bench = open_bench(bench_path)
+    if space.config() != bench.space_config:
+        raise CosearchError(f"the benchmark {bench_path!r} is of space {bench.space_config}; this search asks for "
+                            f"{space.config()} (give --space / --space-opt to match)")
+    archs = [a.arch for a in bench.measured()]
+    if table_pool is not None:
+        keys = {space.key(a) for a in table_pool}
+        archs = [a for a in archs if space.key(a) in keys]
+        if not archs:
+            raise CosearchError(f"no architecture of the benchmark {bench_path!r} is in the estimator's table "
+                                f"({screen}); the table must cover the benchmark's architectures")
+    if not archs:
+        raise CosearchError(f"the benchmark {bench_path!r} has no measured architecture yet (cosearch bench info)")
+    return archs
+
+
 def make_evaluator(p: Prepared, *, run_dir: Path | None = None, schedules: Path | None = None) -> Evaluator:
     sched = Path(schedules) if schedules is not None else p.schedules
+    bench = replay_path(p.cfg)
+    if bench is not None:
+        from cosearch.cobench.replay import ReplayEvaluator
+
+        return ReplayEvaluator(p.space, p.estimator, bench, schedules_dir=sched, seed=p.cfg.seed)
     if p.cfg.evaluator == "fake":
         return FakeEvaluator(p.space, p.estimator, schedules_dir=sched, seed=p.cfg.seed, train_epochs=p.cfg.train_epochs)
     from cosearch.compile.dbtarget import bind_database
@@ -374,7 +413,7 @@ def summary_text(out: Path, result: dict[str, Any], report: Path | None) -> str:
     lines.append(f"result: {out / 'result.json'}; journal: {out / 'journal.jsonl'}; artifacts: {out / 'pareto'}/<i>")
     if report is not None:
         lines.append(f"report: {report}")
-    if result.get("pareto"):
+    if result.get("pareto") and (out / "pareto" / "0" / "meta.json").exists():
         lines.append(f"run one: cosearch run {out / 'pareto' / '0'}")
     return "\n".join(lines)
 

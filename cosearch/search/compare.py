@@ -84,13 +84,33 @@ def run_compare(base: SearchConfig, strategies: list[str], out: Path, *, schedul
     best = max(r["hypervolume"] for r in runs.values())
     t95 = {s: time_to(r["curve"], 0.95 * best) for s, r in runs.items()}
     t99 = {s: time_to(r["curve"], 0.99 * best) for s, r in runs.items()}
+    truth = truth_block(base, out, runs)
     data = {"version": 1, "reference_point": objectives.to_dict(), "calibration": calib,
             "config": base.to_dict(), "budget_s": base.budget_s, "max_archs": base.max_archs,
             "best_hypervolume": best, "strategies": runs, "time_to_95": t95, "time_to_99": t99,
             "note": "curves: hypervolume of the measured front (search measurements) over journal time; "
                     "final hypervolume: after the full re-measurement of the front"}
+    if truth is not None:
+        data["truth"] = truth
     _atomic_json(out / "compare.json", data)
     return data
+
+
+def truth_block(base: SearchConfig, out: Path, runs: dict[str, Any]) -> dict[str, Any] | None:
+    """With ``--evaluator replay:BENCH`` and a ``table:`` estimator (the accuracy oracle): the
+    benchmark's true front, and per strategy (added to ``runs[s]["truth"]``) its front's
+    hypervolume ratios to it (``cosearch.cobench.score``)."""
+    from cosearch.cobench.replay import parse_replay
+
+    bench = parse_replay(base.evaluator)
+    if bench is None or not base.screen_estimator.startswith("table:"):
+        return None
+    from cosearch.cobench.score import Truth
+
+    truth = Truth(bench, base.screen_estimator)
+    for s, r in runs.items():
+        r["truth"] = truth.score_result(out / s)
+    return truth.summary()
 
 
 def summary_text(out: Path, data: dict[str, Any], report: Path | None) -> str:

@@ -127,6 +127,8 @@ class Evaluator(abc.ABC):
     """See the module docstring. ``space`` and ``estimator`` are public attributes."""
 
     kind: str = "abstract"
+    #: whether the run's clock includes wall time (False: the evaluator's simulated seconds alone)
+    wall_clock: bool = True
 
     def __init__(self, space, estimator, trainer=None) -> None:
         self.space = space
@@ -403,6 +405,14 @@ class FakeEvaluator(Evaluator):
 
 
 def check_evaluator_kind(kind: str) -> str:
+    """``engine``, ``fake`` or ``replay:BENCH`` (a benchmark folder, checked to be one now)."""
+    name, sep, path = str(kind).partition(":")
+    if name == "replay" and sep and path:
+        from cosearch.cobench.store import open_bench
+
+        open_bench(path)  # not a benchmark: one line now, before any work
+        return kind
     if kind not in ("engine", "fake"):
-        raise CosearchError(f"unknown evaluator {kind!r}; valid: engine, fake (fake is for tests only)")
+        raise CosearchError(f"unknown evaluator {kind!r}; valid: engine, replay:BENCH (a benchmark of "
+                            "cosearch bench build), fake (a simulated compiler, for tests only)")
     return kind

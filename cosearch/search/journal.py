@@ -88,10 +88,12 @@ class Journal:
 
     ``t0_offset`` is the last ``t`` of an earlier session (resume), so ``t`` keeps
     growing; ``extra_time`` is a callable adding simulated seconds (the
-    ``FakeEvaluator``'s simulated compiler time), ``None`` for real runs.
+    ``FakeEvaluator``'s simulated compiler time), ``None`` for real runs; ``wall=False``
+    leaves the wall clock out (``ReplayEvaluator``: time is the recorded costs alone).
     """
 
-    def __init__(self, run_dir: str | os.PathLike, *, t0_offset: float = 0.0, extra_time=None) -> None:
+    def __init__(self, run_dir: str | os.PathLike, *, t0_offset: float = 0.0, extra_time=None,
+                 wall: bool = True) -> None:
         self.path = Path(run_dir) / FILE
         raw = self.path.read_bytes() if self.path.exists() else b""
         keep = _valid_prefix_length(raw)
@@ -104,11 +106,13 @@ class Journal:
         self._start = time.monotonic()
         self._offset = float(t0_offset)
         self._extra = extra_time
+        self._wall = bool(wall)
 
     def now(self) -> float:
         """Seconds since the run started (monotonic across resumes)."""
         extra = float(self._extra()) if self._extra is not None else 0.0
-        return self._offset + (time.monotonic() - self._start) + extra
+        wall = time.monotonic() - self._start if self._wall else 0.0
+        return self._offset + wall + extra
 
     def write(self, event: str, **fields: Any) -> dict[str, Any]:
         ev = {"v": VERSION, "event": event, "t": round(self.now(), 4), **fields}

@@ -207,7 +207,7 @@ class Search:
                       "schedules": str(self.schedules.absolute()), "evaluator": evaluator.config(),
                       "space": space_cfg, "estimator": est_cfg, "version": 1}
             _atomic_json(self.out / "config.json", config)
-        self.j = Journal(self.out, t0_offset=offset, extra_time=evaluator.extra_seconds)
+        self.j = Journal(self.out, t0_offset=offset, extra_time=evaluator.extra_seconds, wall=evaluator.wall_clock)
         self._sim0 = evaluator.extra_seconds()
         self.j.write("start", resume=resume, config_hash=cfg.hash(), strategy=cfg.strategy)
 

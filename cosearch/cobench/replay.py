@@ -1,0 +1,202 @@
+"""``ReplayEvaluator``: the search's ``Evaluator`` answered from a benchmark (``--evaluator replay:BENCH``).
+
+The same strategy code that runs on the real engine, with every compiler step looked up
+in the benchmark and charged to a *simulated clock* by its recorded cost:
+
+- ``plan(arch)``: the recorded tasks and weights; costs the recorded plan seconds;
+- ``accuracy(arch)``: the run's own estimator (a ``table:`` oracle, or any estimator,
+  computed for real), charged the recorded seconds of the benchmark's estimator;
+- ``tune(tasks, budgets)``: each workload follows one recorded tuning curve, picked per
+  workload among the benchmark's tuning seeds by the run's seed; its best µs after n
+  trials is the curve's (a step function), and the call costs the curve's recorded
+  seconds between the trials spent before and after it, plus the recorded set-up of one
+  tuning call (``Bench.call_overhead_s``); trials past the curve's end keep its last best
+  and cost its mean seconds per trial;
+- ``measure(arch)``: the recorded end-to-end latency at the converged database, scaled by
+  the kernel sum of the run's current tuning state over the converged kernel sum (exact
+  at convergence; a model elsewhere: docs/benchmark.md), with the recorded spread as
+  seeded log-normal noise (sigma from p10/p90); it costs the recorded compile seconds plus
+  the recorded measurement seconds in proportion to the timings the search takes (10
+  search, 30 final, of the benchmark's thread counts x rounds x repeats);
+- ``export``: a ``REPLAY.json`` note (no module: nothing was compiled).
+
+State that a kill must not lose (trials spent per workload) is appended to
+``<schedules>/replay_db.jsonl`` (``{"v": 1, "workload": W, "trials": n}``, fsynced), so
+``--resume`` continues where the run stopped. The clock counts recorded costs only, not
+the search's own decision time, so a seed gives the same run every time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from cosearch.cobench.store import ArchEntry, Bench, Curve, open_bench
+from cosearch.errors import CosearchError
+from cosearch.search.evaluator import Evaluator, Measured, Plan, Task, TaskState, TuneResult
+
+SEARCH_TIMINGS = 10  # timings of a search measurement (SEARCH_MEASURE.repeat)
+FINAL_TIMINGS = 30  # timings of a final measurement (MeasureConfig().repeat)
+
+
+def _unit(*parts: Any) -> int:
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little")
+
+
+def parse_replay(kind: str) -> str | None:
+    """The BENCH path of ``replay:BENCH``, else ``None``."""
+    name, sep, path = str(kind).partition(":")
+    return path if name == "replay" and sep else None
+
+
+class ReplayEvaluator(Evaluator):
+    kind = "replay"
+    wall_clock = False
+
+    def __init__(self, space, estimator, bench: Bench | str | os.PathLike, *, schedules_dir: str | os.PathLike,
+                 seed: int = 0) -> None:
+        super().__init__(space, estimator)
+        self.bench = bench if isinstance(bench, Bench) else open_bench(bench)
+        if space.config() != self.bench.space_config:
+            raise CosearchError(f"the benchmark {str(self.bench.path)!r} is of space {self.bench.space_config}; "
+                                f"this search asks for {space.config()}")
+        self.seed = int(seed)
+        self.sim = 0.0
+        self.dir = Path(schedules_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.dir / "replay_db.jsonl"
+        self.trials: dict[str, int] = {}
+        self._measures: dict[str, int] = {}
+        if self.db_path.exists():
+            for line in self.db_path.read_text().splitlines():
+                try:
+                    ev = json.loads(line)
+                    self.trials[ev["workload"]] = self.trials.get(ev["workload"], 0) + int(ev["trials"])
+                except (ValueError, KeyError, TypeError):
+                    continue  # torn last line
+        h = self.bench.header.get("measure", {})
+        per = len(h.get("threads", [1, 2])) * int(h.get("rounds", 3)) * int(h.get("config", {}).get("repeat", 10))
+        self._timings = max(1, per)
+        self._overhead = self.bench.call_overhead_s()
+
+    # -- bookkeeping --------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, "bench": str(self.bench.path.resolve()), "machine_key": self.bench.machine_key,
+                "cpu": self.bench.header.get("cpu"), "seed": self.seed}
+
+    def extra_seconds(self) -> float:
+        return self.sim
+
+    def pool(self) -> list[str]:
+        """The architectures a search may propose: the benchmark's measured ones."""
+        return [a.arch for a in self.bench.measured()]
+
+    def entry(self, arch: str) -> ArchEntry:
+        a = self.bench.entry(self.space, arch)
+        if a.measured is None:
+            raise CosearchError(f"architecture {arch!r} is in the benchmark {str(self.bench.path)!r} but was not "
+                                "measured (its build failed or has not reached it)")
+        return a
+
+    def curve(self, workload: str) -> Curve | None:
+        cs = self.bench.curves.get(workload, {})
+        seeds = [s for s in self.bench.seeds if s in cs]
+        if not seeds:
+            return None
+        return cs[seeds[_unit("replay-seed", self.seed, workload) % len(seeds)]]
+
+    def best_us(self, workload: str, trials: int) -> float | None:
+        c = self.curve(workload)
+        return None if c is None else c.best_at(trials)
+
+    # -- the Evaluator interface ----------------------------------------------------
+    def accuracy(self, arch: str) -> tuple[float, float, str]:
+        a = self.entry(arch)
+        score, _sec, fid = super().accuracy(arch)
+        sec = float(a.measured.get("seconds", {}).get("estimate", 0.0) or 0.0)
+        self.sim += sec
+        return score, sec, fid
+
+    def plan(self, arch: str) -> Plan:
+        a = self.entry(arch)
+        tasks = []
+        for w, wt in a.tasks:
+            info = self.bench.task_info.get(w, {})
+            tasks.append(Task(w, int(wt), str(info.get("op", "other")), float(info.get("flops", 0.0) or 0.0),
+                              tuple(tuple(int(v) for v in s) for s in info.get("shapes", [])), str(info.get("name", ""))))
+        sec = float(a.plan_s or 0.0)
+        self.sim += sec
+        return Plan(a.arch, tasks, sec)
+
+    def task_states(self, plan: Plan) -> dict[str, TaskState]:
+        out = {}
+        for t in plan.tasks:
+            n = self.trials.get(t.workload, 0)
+            out[t.workload] = TaskState(self.best_us(t.workload, n), n)
+        return out
+
+    def tune(self, tasks: Sequence[Task], budgets: dict[str, int]) -> TuneResult:
+        known = {t.workload for t in tasks}
+        run = {w: int(n) for w, n in budgets.items() if n > 0 and w in known and self.curve(w) is not None}
+        if not run:
+            return TuneResult(0, 0.0, {}, {})
+        sec = self._overhead
+        for w, n in run.items():
+            c, n0 = self.curve(w), self.trials.get(w, 0)
+            sec += c.seconds_at(n0 + n) - c.seconds_at(n0)
+        with open(self.db_path, "a") as fh:
+            for w, n in run.items():
+                fh.write(json.dumps({"v": 1, "workload": w, "trials": n}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        for w, n in run.items():
+            self.trials[w] = self.trials.get(w, 0) + n
+        self.sim += sec
+        return TuneResult(sum(run.values()), sec, {w: self.best_us(w, self.trials[w]) for w in run}, run)
+
+    def latency_now_ms(self, a: ArchEntry) -> float:
+        """The end-to-end latency at the run's current tuning state, without noise."""
+        conv = self.bench.kernel_sum_ms(a)
+        if not conv:
+            return float(a.ms)
+        now = 0.0
+        for w, wt in a.tasks:
+            us = self.best_us(w, self.trials.get(w, 0))
+            if us is None:
+                us = self.bench.untuned.get(w, self.bench.converged_us(w) or 0.0)
+            now += wt * us
+        return float(a.ms) * (now / 1000.0) / conv
+
+    def measure(self, arch: str, *, final: bool = False) -> Measured:
+        try:
+            a = self.entry(arch)
+        except CosearchError as e:
+            return Measured(None, str(e), "compile", 0.0)
+        m = a.measured
+        s = m.get("seconds", {})
+        sec = float(s.get("compile", 0.0) or 0.0) + float(s.get("measure", 0.0) or 0.0) * (
+            (FINAL_TIMINGS if final else SEARCH_TIMINGS) / self._timings)
+        self.sim += sec
+        n = self._measures.get(a.key, 0)
+        self._measures[a.key] = n + 1
+        p10, p90 = float(m.get("p10_ms") or a.ms), float(m.get("p90_ms") or a.ms)
+        sigma = math.log(max(p90, 1e-12) / max(p10, 1e-12)) / (2 * 1.2816) if p90 > p10 > 0 else 0.0
+        z = float(np.random.default_rng([self.seed, _unit("measure", a.key, n, bool(final)) % 2**32]).standard_normal())
+        return Measured(self.latency_now_ms(a) * math.exp(sigma * z), None, "measure", sec)
+
+    def export(self, arch: str, out_dir: Path, *, config: dict[str, Any]) -> None:
+        a = self.entry(arch)
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "REPLAY.json").write_text(json.dumps({
+            "arch": a.arch, "key": a.key, "bench": str(self.bench.path.resolve()),
+            "note": "replayed from a benchmark: no module was compiled; cosearch tune SPACE:ARCH --schedules "
+                    "BENCH/schedules compiles it on the benchmark's CPU",
+            "latency_now_ms": self.latency_now_ms(a), "latency_converged_ms": a.ms, "config": config},
+            indent=1, default=str) + "\n")
