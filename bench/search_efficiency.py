@@ -1,7 +1,8 @@
 """Search efficiency: joint vs sequential vs brute, hypervolume vs wall time.
 
-    python bench/search_efficiency.py                       # small defaults, FakeEvaluator (loop logic only)
-    python bench/search_efficiency.py --evaluator engine --budget 10m --seeds 0,1,2   # real TVM, this CPU
+    python bench/search_efficiency.py --evaluator engine --budget 10m --seeds 0,1,2   # real TVM, this CPU (default)
+    python bench/search_efficiency.py --evaluator fake      # the loop's logic only, never a result
+    (strategy comparisons on recorded ground truth: bench/cobench.py, a replay of a benchmark)
 
 Per space and seed, ``cosearch.search.compare.run_compare`` runs the three strategies at
 the same wall budget, each on its own copy of an empty schedule database, with one
@@ -57,7 +58,9 @@ def derived_table(out: Path) -> Path:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--evaluator", default="fake", choices=["fake", "engine"])
+    # strategy comparisons on recorded ground truth: bench/cobench.py (replay of a benchmark);
+    # fake measures the loop's logic only and is never a result
+    ap.add_argument("--evaluator", default="engine", choices=["fake", "engine"])
     ap.add_argument("--budget", default=None, help="wall budget per strategy (default 600s fake / 10m engine)")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--spaces", default="nb201,mbv2")

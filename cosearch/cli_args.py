@@ -40,3 +40,17 @@ def duration_s(name: str, text: str | None) -> float:
     if v <= 0:
         raise CosearchError(f"{name} must be a positive duration, got {text!r}")
     return v
+
+
+def space_settings(items: list[str]) -> dict:
+    """``--space-opt K=V`` items -> {K: int(V)}, or a one-line error."""
+    out = {}
+    for it in items:
+        k, sep, v = it.partition("=")
+        if not sep or not k:
+            raise CosearchError(f"--space-opt must be KEY=VALUE, got {it!r}")
+        try:
+            out[k] = int(v)
+        except ValueError:
+            raise CosearchError(f"--space-opt {it!r}: value must be an integer") from None
+    return out

@@ -39,7 +39,8 @@ import numpy as np
 
 from cosearch.cobench.store import ArchEntry, Bench, Curve, open_bench
 from cosearch.errors import CosearchError
-from cosearch.search.evaluator import Evaluator, Measured, Plan, Task, TaskState, TuneResult
+from cosearch.search.evaluator import (Evaluator, Measured, Plan, Task, TaskState, TuneResult, append_trials_log,
+                                       read_trials_log)
 
 SEARCH_TIMINGS = 10  # timings of a search measurement (SEARCH_MEASURE.repeat)
 FINAL_TIMINGS = 30  # timings of a final measurement (MeasureConfig().repeat)
@@ -71,15 +72,8 @@ class ReplayEvaluator(Evaluator):
         self.dir = Path(schedules_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.dir / "replay_db.jsonl"
-        self.trials: dict[str, int] = {}
+        self.trials: dict[str, int] = read_trials_log(self.db_path)
         self._measures: dict[str, int] = {}
-        if self.db_path.exists():
-            for line in self.db_path.read_text().splitlines():
-                try:
-                    ev = json.loads(line)
-                    self.trials[ev["workload"]] = self.trials.get(ev["workload"], 0) + int(ev["trials"])
-                except (ValueError, KeyError, TypeError):
-                    continue  # torn last line
         h = self.bench.header.get("measure", {})
         per = len(h.get("threads", [1, 2])) * int(h.get("rounds", 3)) * int(h.get("config", {}).get("repeat", 10))
         self._timings = max(1, per)
@@ -150,11 +144,7 @@ class ReplayEvaluator(Evaluator):
         for w, n in run.items():
             c, n0 = self.curve(w), self.trials.get(w, 0)
             sec += c.seconds_at(n0 + n) - c.seconds_at(n0)
-        with open(self.db_path, "a") as fh:
-            for w, n in run.items():
-                fh.write(json.dumps({"v": 1, "workload": w, "trials": n}) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_trials_log(self.db_path, run)
         for w, n in run.items():
             self.trials[w] = self.trials.get(w, 0) + n
         self.sim += sec

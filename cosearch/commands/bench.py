@@ -68,7 +68,7 @@ def _int_list(name: str, text: str) -> tuple[int, ...]:
 def run_build(args) -> int:
     from cosearch.cobench.build import BuildConfig, build, resolve_archs
     from cosearch.cobench.store import Convergence
-    from cosearch.commands.search import _space_settings
+    from cosearch.cli_args import space_settings
     from cosearch.space import create_space
 
     phases = [x.strip() for x in args.phases.split(",") if x.strip()]
@@ -87,7 +87,7 @@ def run_build(args) -> int:
                                             ("window", _int("--window", args.window))) if v is not None})
     kw = {k: v for k, v in (("chunk", _int("--chunk", args.chunk)), ("workers", _int("--workers", args.workers)))
           if v is not None}
-    settings = _space_settings(args.space_opt) if args.space_opt else {}
+    settings = space_settings(args.space_opt) if args.space_opt else {}
     cfg = BuildConfig(space=args.space, space_settings=settings, target=args.target,
                       seeds=_int_list("--tuning-seeds", args.tuning_seeds), convergence=conv, **kw)
     space = create_space(cfg.space, **cfg.space_settings)

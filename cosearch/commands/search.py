@@ -30,7 +30,7 @@ def add_search_options(p, *, strategies: bool = True) -> None:
     p.add_argument("--calibration-archs", default=None, metavar="N",
                    help="seeded sample fixing the reference point (default 6)")
     p.add_argument("--evaluator", default=None, choices=None, metavar="KIND",
-                   help="engine (default) | fake (a simulated compiler, for tests only)")
+                   help="engine (default) | replay:BENCH (a benchmark of cosearch bench build, docs/benchmark.md) | fake (a simulated compiler, for tests only)")
     p.add_argument("--no-progress", action="store_true", help="no live display")
 
 
@@ -73,19 +73,6 @@ def _float(name: str, text) -> float | None:
     return v
 
 
-def _space_settings(items: list[str]) -> dict:
-    out = {}
-    for it in items:
-        k, sep, v = it.partition("=")
-        if not sep or not k:
-            raise CosearchError(f"--space-opt must be KEY=VALUE, got {it!r}")
-        try:
-            out[k] = int(v)
-        except ValueError:
-            raise CosearchError(f"--space-opt {it!r}: value must be an integer") from None
-    return out
-
-
 def build_config(args, *, strategy: str | None = None):
     """SearchConfig from parsed args (only the options given; defaults from SearchConfig)."""
     from cosearch.search.loop import SearchConfig
@@ -96,6 +83,7 @@ def build_config(args, *, strategy: str | None = None):
 
 def given_settings(args, *, strategy: str | None = None) -> dict:
     """The SearchConfig fields the command line gives (validated one by one), nothing else."""
+    from cosearch.cli_args import space_settings
     from cosearch.search.evaluator import check_evaluator_kind
     from cosearch.search.loop import parse_duration
 
@@ -115,7 +103,7 @@ def given_settings(args, *, strategy: str | None = None) -> dict:
         "population": _int("--population", args.population),
         "calibration_archs": _int("--calibration-archs", args.calibration_archs),
         "evaluator": check_evaluator_kind(args.evaluator) if args.evaluator is not None else None,
-        "space_settings": _space_settings(args.space_opt) if args.space_opt else None,
+        "space_settings": space_settings(args.space_opt) if args.space_opt else None,
         "train_pareto": _int("--train-pareto", getattr(args, "train_pareto", None), 0),
         "train_epochs": _int("--train-epochs", getattr(args, "train_epochs", None)),
         "train_data": getattr(args, "train_data", None),

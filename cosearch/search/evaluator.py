@@ -179,6 +179,29 @@ class Evaluator(abc.ABC):
         return {"kind": self.kind}
 
 
+def read_trials_log(path: Path) -> dict[str, int]:
+    """Trials spent per workload from a simulated database (``{"v": 1, "workload", "trials"}``
+    lines; a torn last line is skipped)."""
+    out: dict[str, int] = {}
+    if Path(path).exists():
+        for line in Path(path).read_text().splitlines():
+            try:
+                ev = json.loads(line)
+                out[ev["workload"]] = out.get(ev["workload"], 0) + int(ev["trials"])
+            except (ValueError, KeyError, TypeError):
+                continue
+    return out
+
+
+def append_trials_log(path: Path, trials: dict[str, int]) -> None:
+    """Append one line per workload tuned, fsynced (what a kill must not lose)."""
+    with open(path, "a") as fh:
+        for w, n in trials.items():
+            fh.write(json.dumps({"v": 1, "workload": w, "trials": n}) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 # =========================================================================== the fake
 def _unit(*parts: Any) -> float:
     """A deterministic number in [0, 1) from ``parts``."""
@@ -214,14 +237,7 @@ class FakeEvaluator(Evaluator):
         self.fail_rate = float(os.environ.get("COSEARCH_FAKE_FAIL", 0.0)) if fail_rate is None else float(fail_rate)
         self.sim = 0.0
         self._measures: dict[str, int] = {}
-        self.trials: dict[str, int] = {}
-        if self.db_path.exists():
-            for line in self.db_path.read_text().splitlines():
-                try:
-                    ev = json.loads(line)
-                    self.trials[ev["workload"]] = self.trials.get(ev["workload"], 0) + int(ev["trials"])
-                except (ValueError, KeyError, TypeError):
-                    continue  # torn last line
+        self.trials: dict[str, int] = read_trials_log(self.db_path)
 
     # -- clock --------------------------------------------------------------------
     def _spend(self, seconds: float) -> float:
@@ -367,11 +383,7 @@ class FakeEvaluator(Evaluator):
         by = {t.workload: t for t in tasks}
         run = {w: int(n) for w, n in budgets.items() if n > 0 and w in by}
         if run:
-            with open(self.db_path, "a") as fh:
-                for w, n in run.items():
-                    fh.write(json.dumps({"v": 1, "workload": w, "trials": n}) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+            append_trials_log(self.db_path, run)
         for w, n in run.items():
             self.trials[w] = self.trials.get(w, 0) + n
         total = sum(run.values())
