@@ -52,11 +52,11 @@ def write_synthetic_bench(path: Path, *, seeds=(0, 1)) -> Path:
     for i, a in enumerate(ARCHS):
         k = space.key(a)
         arch_lines += [{"event": "want", "key": k, "arch": space.canonical(a), "source": "archs"},
-                       {"event": "plan", "key": k, "arch": a, "tasks": [[w, 1] for w in USES[i]], "plan_s": 1.0}]
+                       {"event": "plan", "key": k, "arch": a, "tasks": [[w, 1] for w in USES[i]], "plan_s": 1.7}]
         ms = TRUTH[i][1]
         arch_lines.append({"event": "measure", "key": k, "median_ms": ms, "p10_ms": ms * 0.95, "p90_ms": ms * 1.05,
                            "threads": 2, "kernel_sum_ms": sum(WORKLOADS[w] for w in USES[i]) / 1000,
-                           "seconds": {"estimate": 0.5, "compile": 2.0, "measure": 6.0}})
+                           "seconds": {"plan": 1.0, "estimate": 0.5, "compile": 2.0, "measure": 6.0}})
     for w, us in WORKLOADS.items():
         task_lines += [{"event": "task", "workload": w, "name": w, "op": "conv2d", "flops": 1e6, "shapes": []},
                        {"event": "untuned", "workload": w, "us": us * 10}]
@@ -231,6 +231,7 @@ def test_score_cli(synth, tmp_path):
     assert data["truth"]["true_hypervolume"] > 0
     for s in ("joint", "sequential"):
         assert 0 <= data["strategies"][s]["truth"]["ratio_converged"] <= 1 + 1e-9
+    assert "Against the benchmark's true front" in (tmp_path / "cmp" / "compare.html").read_text()
     r = subprocess.run([sys.executable, "-m", "cosearch", "bench", "score", str(synth), str(tmp_path / "cmp"),
                         "--oracle", f"table:{synth / 'table.csv'}"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -289,7 +290,7 @@ def test_tiny_real_build_resumes_after_kill_9(tmp_path):
         m = a.measured
         assert m["p10_ms"] <= m["median_ms"] <= m["p90_ms"] and set(m["by_threads"]) == {"1", "2"}
         assert m["median_ms"] == min(v["median_ms"] for v in m["by_threads"].values())
-        assert {"plan", "estimate", "compile", "measure"} <= set(m["seconds"])
+        assert {"plan", "plan_phase", "estimate", "compile", "measure"} <= set(m["seconds"])
     info = b.info()
     assert info["machine_key"].startswith("host--") and info["cpu"] and info["versions"]["apache-tvm"] != "absent"
     # the converged database compiles any of its architectures: a replayed search runs on it
@@ -299,6 +300,13 @@ def test_tiny_real_build_resumes_after_kill_9(tmp_path):
                         "--out", str(tmp_path / "run"), "--no-progress"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "run" / "result.json").read_text())["pareto"]
+    # anyone on the same CPU compiles any of its architectures from the shipped database
+    r = subprocess.run([sys.executable, "-m", "cosearch", "bench", "export", str(out), "--arch", TINY_ARCHS[0],
+                        "--out", str(tmp_path / "art")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((tmp_path / "art" / "meta.json").read_text())
+    assert meta["latency_ms"]["median"] > 0
+    assert all(t["source"] in ("db", "untuned") for t in meta["tasks"]) and any(t["source"] == "db" for t in meta["tasks"])
     # a second build on the finished folder does nothing new
     t0 = time.time()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

@@ -3,7 +3,8 @@
 The same strategy code that runs on the real engine, with every compiler step looked up
 in the benchmark and charged to a *simulated clock* by its recorded cost:
 
-- ``plan(arch)``: the recorded tasks and weights; costs the recorded plan seconds;
+- ``plan(arch)``: the recorded tasks and weights; costs the recorded plan seconds (import + plan,
+  timed alone in the measure phase);
 - ``accuracy(arch)``: the run's own estimator (a ``table:`` oracle, or any estimator,
   computed for real), charged the recorded seconds of the benchmark's estimator;
 - ``tune(tasks, budgets)``: each workload follows one recorded tuning curve, picked per
@@ -113,7 +114,7 @@ class ReplayEvaluator(Evaluator):
     def accuracy(self, arch: str) -> tuple[float, float, str]:
         a = self.entry(arch)
         score, _sec, fid = super().accuracy(arch)
-        sec = float(a.measured.get("seconds", {}).get("estimate", 0.0) or 0.0)
+        sec = a.cost_s("estimate")
         self.sim += sec
         return score, sec, fid
 
@@ -124,7 +125,7 @@ class ReplayEvaluator(Evaluator):
             info = self.bench.task_info.get(w, {})
             tasks.append(Task(w, int(wt), str(info.get("op", "other")), float(info.get("flops", 0.0) or 0.0),
                               tuple(tuple(int(v) for v in s) for s in info.get("shapes", [])), str(info.get("name", ""))))
-        sec = float(a.plan_s or 0.0)
+        sec = a.cost_s("plan")
         self.sim += sec
         return Plan(a.arch, tasks, sec)
 
@@ -169,9 +170,7 @@ class ReplayEvaluator(Evaluator):
         except CosearchError as e:
             return Measured(None, str(e), "compile", 0.0)
         m = a.measured
-        s = m.get("seconds", {})
-        sec = float(s.get("compile", 0.0) or 0.0) + float(s.get("measure", 0.0) or 0.0) * (
-            (FINAL_TIMINGS if final else SEARCH_TIMINGS) / self._timings)
+        sec = a.cost_s("compile") + a.cost_s("measure") * (FINAL_TIMINGS if final else SEARCH_TIMINGS) / self._timings
         self.sim += sec
         n = self._measures.get(a.key, 0)
         self._measures[a.key] = n + 1

@@ -88,8 +88,7 @@ def brute_forces(bench: Bench) -> dict[str, Any]:
     per_arch, indep_tune = 0.0, 0.0
     archs = bench.measured()
     for a in archs:
-        s = a.measured.get("seconds", {})
-        per_arch += float(a.plan_s or 0) + sum(float(s.get(k, 0) or 0) for k in ("estimate", "compile", "measure"))
+        per_arch += sum(a.cost_s(k) for k in ("plan", "estimate", "compile", "measure"))
         longest = max((tune[w][1] for w, _ in a.tasks if w in tune), default=0)
         indep_tune += sum(tune[w][0] for w, _ in a.tasks if w in tune) + over * math.ceil(longest / chunk)
     longest_all = max((n for _, n in tune.values()), default=0)

@@ -202,6 +202,14 @@ class ArchEntry:
     def ms(self) -> float | None:
         return None if self.measured is None else float(self.measured["median_ms"])
 
+    def cost_s(self, step: str) -> float:
+        """Recorded seconds of ``step`` (plan, estimate, compile, measure) of a measured arch;
+        ``plan`` falls back on the plan phase's when the measure phase did not time it."""
+        sec = (self.measured or {}).get("seconds", {})
+        if step == "plan" and sec.get("plan") is None:
+            return float(self.plan_s or 0.0)
+        return float(sec.get(step, 0.0) or 0.0)
+
 
 class Bench:
     """A benchmark folder, read (``open_bench``). Read-only; the builder appends."""
@@ -331,7 +339,7 @@ class Bench:
     def progress(self) -> dict[str, Any]:
         """How far the build got (also written to ``progress.json``)."""
         ws = self.workloads()
-        planned = sum(1 for k in self.order if self.archs[k].planned)
+        planned = sum(1 for k in self.order if self.archs[k].planned or self.archs[k].failed is not None)
         measured = sum(1 for k in self.order if self.archs[k].measured is not None)
         failed = sum(1 for k in self.order if self.archs[k].failed is not None and self.archs[k].measured is None)
         conv = sum(1 for w in ws if self.is_converged(w))
@@ -349,7 +357,7 @@ class Bench:
         for a in self.archs.values():
             if a.measured is not None:
                 sec = a.measured.get("seconds", {})
-                s += sum(float(sec.get(k, 0) or 0) for k in ("estimate", "import", "compile", "measure"))
+                s += sum(float(sec.get(k, 0) or 0) for k in ("estimate", "plan", "compile", "measure"))
         return s
 
     def info(self) -> dict[str, Any]:

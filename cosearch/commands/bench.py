@@ -41,6 +41,12 @@ def register(sub) -> None:
     i.add_argument("bench", metavar="BENCH")
     i.add_argument("--arch", default=None, metavar="A", help="print this architecture's record instead")
     i.set_defaults(func=run_info)
+    e = bsub.add_parser("export", help="compile one of the benchmark's architectures against its converged database")
+    e.add_argument("bench", metavar="BENCH")
+    e.add_argument("--arch", required=True, metavar="A")
+    e.add_argument("--target", default="host", metavar="NAME|PATH", help="the benchmark's target (default host)")
+    e.add_argument("--out", required=True, metavar="DIR", help="artifact directory (new or empty)")
+    e.set_defaults(func=run_export)
     s = bsub.add_parser("score", help="score search or compare runs against the benchmark's true front")
     s.add_argument("bench", metavar="BENCH")
     s.add_argument("runs", nargs="+", metavar="DIR", help="search folders (result.json) or compare folders")
@@ -112,6 +118,14 @@ def run_info(args) -> int:
                           "measured": a.measured, "failed": a.failed}))
         return 0
     print(json.dumps(b.info()))
+    return 0
+
+
+def run_export(args) -> int:
+    from cosearch.cobench.build import export_arch
+    from cosearch.cobench.store import open_bench
+
+    print(json.dumps(export_arch(open_bench(args.bench), args.arch, args.out, target=args.target)))
     return 0
 
 

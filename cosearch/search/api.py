@@ -413,7 +413,7 @@ def summary_text(out: Path, result: dict[str, Any], report: Path | None) -> str:
     lines.append(f"result: {out / 'result.json'}; journal: {out / 'journal.jsonl'}; artifacts: {out / 'pareto'}/<i>")
     if report is not None:
         lines.append(f"report: {report}")
-    if result.get("pareto") and (out / "pareto" / "0" / "meta.json").exists():
+    if result.get("pareto") and not (out / "pareto" / "0" / "REPLAY.json").exists():  # a replay compiles nothing
         lines.append(f"run one: cosearch run {out / 'pareto' / '0'}")
     return "\n".join(lines)
 

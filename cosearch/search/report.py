@@ -982,6 +982,7 @@ def write_compare_report(compare_dir: Path) -> Path:
     if rows:
         body.append(_table(["strategy", "final hypervolume", "of best", "wall time", "Pareto points",
                             "time to 95 %", "time to 99 %"], rows, numeric={1, 2, 3, 4, 5, 6}))
+    body.extend(_truth_section(data, strategies))
     extra = {k: v for k, v in list(t95.items()) + list(t99.items()) if k not in strategies}
     if extra or (data.get("time_to_95") is not None and not isinstance(data.get("time_to_95"), dict)):
         body.append("<p>Time to 95 % / 99 %: <code>" + _esc(_short({"time_to_95": data.get("time_to_95"),
@@ -1015,6 +1016,29 @@ def write_compare_report(compare_dir: Path) -> Path:
     out = compare_dir / "compare.html"
     _atomic_write_bytes(out, _page(f"cosearch compare — {compare_dir.name}", body).encode("utf-8"))
     return out
+
+
+def _truth_section(data: dict, strategies: dict) -> list[str]:
+    """The benchmark's ground truth (``compare.json`` ``truth``, a replay with a ``table:`` oracle)."""
+    truth = data.get("truth")
+    if not isinstance(truth, dict):
+        return []
+    rows = []
+    for name, s in strategies.items():
+        t = s.get("truth") if isinstance(s.get("truth"), dict) else {}
+        cvb = t.get("compute_vs_brute") if isinstance(t.get("compute_vs_brute"), dict) else {}
+        rows.append([_esc(name), _pct(_num(t.get("ratio_converged"))), _pct(_num(t.get("ratio_measured"))),
+                     _t_cell(t.get("t95_measured_s")), _t_cell(t.get("t99_measured_s")),
+                     _f(cvb.get("independent")), _f(cvb.get("shared"))])
+    bf = truth.get("brute_force") if isinstance(truth.get("brute_force"), dict) else {}
+    return [f"<h2>Against the benchmark's true front</h2><p>Benchmark <code>{_esc(truth.get('bench'))}</code> "
+            f"({_esc(truth.get('machine_key'))}, {_esc(truth.get('cpu'))}), oracle <code>{_esc(truth.get('oracle'))}"
+            f"</code>: true front of {len(truth.get('true_front') or [])} points, hypervolume "
+            f"{_f(truth.get('true_hypervolume'))} (its own reference point). Brute force from the recorded costs: "
+            f"independent {_dur(bf.get('independent_s'))}, shared {_dur(bf.get('shared_s'))}.</p>",
+            _table(["strategy", "of true front (converged latency)", "of true front (own latency)",
+                    "time to 95 % (own)", "time to 99 % (own)", "clock / brute (independent)",
+                    "clock / brute (shared)"], rows, numeric={1, 2, 3, 4, 5, 6})]
 
 
 def _t_cell(v: Any) -> str:
