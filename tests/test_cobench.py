@@ -163,6 +163,18 @@ def test_replay_follows_the_recorded_curves(synth, tmp_path):
     assert again.task_states(p)["c3"].trials == 96
 
 
+def test_replay_spends_nothing_past_an_exhausted_curve(synth, tmp_path):
+    store.append_events(synth / store.TASKS, [
+        {"event": "curve", "workload": "head", "seed": s, "trials": 1, "converged": "exhausted",
+         "points": [[1, 5.0, 0.5]]} for s in (0, 1)])
+    ev = _replay(synth, tmp_path)
+    p = ev.plan(ARCHS[3])
+    res = ev.tune(p.tasks, {"head": 8, "stem": 8})
+    assert res.trials_per_task == {"head": 1, "stem": 8} and res.best_us["head"] == 5.0
+    assert res.seconds == pytest.approx(3.0 + 0.5 + 4.0)
+    assert ev.tune(p.tasks, {"head": 8}).trials == 0
+
+
 def test_replay_is_deterministic_under_a_seed(synth, tmp_path):
     def run(seed, name):
         ev = _replay(synth, tmp_path, seed=seed, name=name)

@@ -7,13 +7,14 @@ session: finished work is read back from the folder and never redone):
    MetaSchedule tasks (``engine.plan``) in ``workers`` spawned processes (planning
    measures nothing, so it may run in parallel); one ``plan`` line per architecture.
 2. **tune** -- every distinct workload is tuned to convergence (``store.Convergence``)
-   for every tuning seed, each seed into its own database ``tune/seed<S>/``, in calls of
+   for every tuning seed (the primary, first, seed before the measure phase, the others
+   after it), each seed into its own database ``tune/seed<S>/``, in calls of
    ``chunk`` trials per pending workload with the settings the search's engine uses
    (batches of ``batch``); after each call the curves are rewritten from the databases'
    task histories, with per-batch wall seconds. Each workload's untuned latency (the
    seeded fallback schedule compiled without a record, what the engine runs for a task
-   it never tuned) is timed once. Then every seed's best records are merged into
-   ``schedules/``, the converged database.
+   it never tuned) is timed once. The primary seed's best records become ``schedules/``,
+   the converged database.
 3. **measure** -- every architecture is compiled against ``schedules/`` and timed
    end-to-end at 1 and 2 threads interleaved; its training-free estimate is computed and
    timed (the replay's accuracy cost). A crash (a killed or segfaulting process) is
@@ -386,33 +387,45 @@ def time_untuned(out: Path, bench: Bench, ptasks: dict[str, Any], target, cfg: B
     say(f"tune: untuned (fallback) latency of {len(todo)} workloads timed ({time.perf_counter() - t0:.0f} s)")
 
 
-def phase_tune(out: Path, bench: Bench, cfg: BuildConfig, say: Callable[[str], None]) -> None:
+def phase_tune(out: Path, bench: Bench, cfg: BuildConfig, say: Callable[[str], None],
+               seeds: Sequence[int] | None = None) -> None:
+    """Tune every workload to convergence with each of ``seeds`` (default: all); with the primary
+    seed (the first), time the untuned kernels first and rebuild ``schedules/`` after."""
     from cosearch.compile import engine
     from cosearch.compile.dbtarget import bind_database
     from cosearch.compile.target import load_target
 
+    seeds = list(cfg.seeds if seeds is None else seeds)
+    primary = cfg.seeds[0] in seeds
     ws = bench.workloads()
-    todo = [w for w in ws if not bench.is_converged(w)]
-    if not todo and all(w in bench.untuned for w in ws) and (out / store.SCHEDULES).is_dir() \
-            and (out / store.SCHEDULES / ".complete").exists():
+
+    def pending(seed: int) -> list[str]:
+        cs = bench.curves
+        return [w for w in ws if not (w in cs and seed in cs[w] and cs[w][seed].converged)]
+
+    todo = {s: pending(s) for s in seeds}
+    need_untuned = primary and any(w not in bench.untuned for w in ws)
+    if not any(todo.values()) and not need_untuned:
+        if primary and not (out / store.SCHEDULES / ".complete").exists():
+            merge_schedules(out, bench, load_target(cfg.target), say)
         return
     target = load_target(cfg.target)
-    ptasks = _representatives(bench, [w for w in ws if not bench.is_converged(w) or w not in bench.untuned], cfg) \
-        if ws else {}
-    time_untuned(out, bench, ptasks, target, cfg, say)
-    bench.reload()
+    ptasks = _representatives(bench, sorted({w for v in todo.values() for w in v} |
+                                            ({w for w in ws if w not in bench.untuned} if primary else set())), cfg)
+    if primary:
+        time_untuned(out, bench, ptasks, target, cfg, say)
+        bench.reload()
     conv = cfg.convergence
-    for seed in cfg.seeds:
+    for seed in seeds:
         db = seed_dir(out, seed)
         bind_database(db, target)
         while True:
-            curves = bench.curves
-            pend = [w for w in ws if not (w in curves and seed in curves[w] and curves[w][seed].converged)]
+            pend = pending(seed)
             if not pend:
                 break
             budgets = {}
             for w in pend:
-                have = curves.get(w, {}).get(seed)
+                have = bench.curves.get(w, {}).get(seed)
                 budgets[w] = max(1, min(cfg.chunk, conv.max_trials - (have.trials if have else 0)))
             total = sum(budgets.values())
             say(f"tune: seed {seed}: {len(pend)} of {len(ws)} workloads not converged, {total} trials in this call")
@@ -427,41 +440,41 @@ def phase_tune(out: Path, bench: Bench, cfg: BuildConfig, say: Callable[[str], N
             lines = []
             for w in pend:
                 c = new.get(w)
-                if c is None:  # not one valid candidate: give it the budget as trials with no best
+                got = res.tasks[w].trials if res.tasks.get(w) is not None else 0
+                if c is None:  # not one valid candidate yet
                     c = Curve(w, seed, [])
-                    c.converged = "no_valid_candidate" if res.tasks.get(w) and res.tasks[w].trials >= \
-                        conv.max_trials else None
+                    c.converged = "no_valid_candidate" if got < budgets[w] else None
                 else:
                     c.converged = conv.verdict(c.points)
-                    got = res.tasks[w].trials if res.tasks.get(w) is not None else 0
                     if c.converged is None and got < budgets[w]:
                         # MetaSchedule found fewer new candidates than asked: the design space is spent
                         c.converged = "exhausted"
                 lines.append(c.to_event())
             store.append_events(out / store.TASKS, lines)
             bench.reload()
-    merge_schedules(out, bench, target, say)
+        if seed == cfg.seeds[0]:
+            merge_schedules(out, bench, target, say)
 
 
 def merge_schedules(out: Path, bench: Bench, target, say: Callable[[str], None]) -> None:
-    """``schedules/`` := every seed's 8 best records per workload (rebuilt whole, then renamed)."""
+    """``schedules/`` := the primary tuning seed's 8 best records per workload (rebuilt whole,
+    then renamed): the database every architecture is compiled and measured against. The other
+    seeds' curves are the replay's second opinion on how tuning proceeds; measuring against a
+    database that mixes seeds would need every architecture measured again as a seed finishes."""
     from cosearch.compile import database as dbmod
     from cosearch.compile.dbtarget import bind_database
 
     final = out / store.SCHEDULES
     tmp = out / (store.SCHEDULES + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    n = 0
-    for seed in bench.seeds:
-        d = seed_dir(out, seed)
-        if d.is_dir():
-            n += dbmod.merge_records(tmp, dbmod.best_records(dbmod.open_database(d, best_only=False), 8))
+    d = seed_dir(out, bench.seeds[0])
+    n = dbmod.merge_records(tmp, dbmod.best_records(dbmod.open_database(d, best_only=False), 8)) if d.is_dir() else 0
     bind_database(tmp, target)
-    (tmp / ".complete").write_text(f"{n} records of seeds {bench.seeds}\n")
+    (tmp / ".complete").write_text(f"{n} records of tuning seed {bench.seeds[0]}\n")
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    say(f"tune: converged database {final} ({n} records)")
+    say(f"tune: converged database {final} ({n} records of seed {bench.seeds[0]})")
 
 
 # --------------------------------------------------------------------------- measure
@@ -603,13 +616,16 @@ def build(out: str | os.PathLike, cfg: BuildConfig, archs: Sequence[tuple[str, s
                                                 for a, src in archs if space.key(a) not in bench.archs])
         bench.reload()
         say(f"bench: {out} on {header['machine_key']} ({header['cpu']}): {len(bench.order)} architectures wanted")
-        for name, fn in (("plan", phase_plan), ("tune", phase_tune), ("measure", phase_measure)):
+        # the primary seed's convergence is what the architectures are measured against; the other
+        # seeds' curves come after the measurements (they change no measured latency)
+        steps = [("plan", lambda: phase_plan(out, bench, cfg, say)),
+                 ("tune", lambda: phase_tune(out, bench, cfg, say, seeds=cfg.seeds[:1])),
+                 ("measure", lambda: phase_measure(out, bench, cfg, say, limit=measure_limit)),
+                 ("tune", lambda: phase_tune(out, bench, cfg, say, seeds=cfg.seeds[1:]))]
+        for name, step in steps:
             if name not in phases:
                 continue
-            if name == "measure":
-                fn(out, bench, cfg, say, limit=measure_limit)
-            else:
-                fn(out, bench, cfg, say)
+            step()
             bench.reload()
             store.write_json(out / store.PROGRESS, bench.progress())
         prog = bench.progress()

@@ -8,11 +8,14 @@ in the benchmark and charged to a *simulated clock* by its recorded cost:
 - ``accuracy(arch)``: the run's own estimator (a ``table:`` oracle, or any estimator,
   computed for real), charged the recorded seconds of the benchmark's estimator;
 - ``tune(tasks, budgets)``: each workload follows one recorded tuning curve, picked per
-  workload among the benchmark's tuning seeds by the run's seed; its best µs after n
+  workload among the benchmark's tuning seeds (those whose curve of it is finished) by the
+  run's seed; its best µs after n
   trials is the curve's (a step function), and the call costs the curve's recorded
   seconds between the trials spent before and after it, plus the recorded set-up of one
   tuning call (``Bench.call_overhead_s``); trials past the curve's end keep its last best
-  and cost its mean seconds per trial;
+  and cost its mean seconds per trial, except on a curve whose design space was spent
+  (``exhausted``: a one-schedule elementwise kernel), where, as in the engine, no more
+  trials run or count;
 - ``measure(arch)``: the recorded end-to-end latency at the converged database, scaled by
   the kernel sum of the run's current tuning state over the converged kernel sum (exact
   at convergence; a model elsewhere: docs/benchmark.md), with the recorded spread as
@@ -101,7 +104,7 @@ class ReplayEvaluator(Evaluator):
 
     def curve(self, workload: str) -> Curve | None:
         cs = self.bench.curves.get(workload, {})
-        seeds = [s for s in self.bench.seeds if s in cs]
+        seeds = [s for s in self.bench.seeds if s in cs and cs[s].converged]  # a build in progress: finished curves only
         if not seeds:
             return None
         return cs[seeds[_unit("replay-seed", self.seed, workload) % len(seeds)]]
@@ -138,7 +141,16 @@ class ReplayEvaluator(Evaluator):
 
     def tune(self, tasks: Sequence[Task], budgets: dict[str, int]) -> TuneResult:
         known = {t.workload for t in tasks}
-        run = {w: int(n) for w, n in budgets.items() if n > 0 and w in known and self.curve(w) is not None}
+        run = {}
+        for w, n in budgets.items():
+            c = self.curve(w)
+            if n <= 0 or w not in known or c is None:
+                continue
+            if c.converged in ("exhausted", "no_valid_candidate"):
+                # MetaSchedule had no further candidate: the engine measures nothing more (and counts nothing)
+                n = min(int(n), c.trials - self.trials.get(w, 0))
+            if n > 0:
+                run[w] = int(n)
         if not run:
             return TuneResult(0, 0.0, {}, {})
         sec = self._overhead

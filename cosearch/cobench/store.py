@@ -11,8 +11,8 @@ A benchmark is a folder::
       tasks.jsonl        append-only: task / untuned / curve events per workload (and seed)
       tune/calls.jsonl   append-only: one line per finished tuning call (seed, run id, start, end)
       tune/seed<S>/      the schedule database tuned with seed S (MetaSchedule JSON + tasks.jsonl history)
-      schedules/         the converged database: every seed's best records of every workload;
-                         what the architectures were compiled against (`cosearch tune --schedules`)
+      schedules/         the converged database: the primary (first) tuning seed's best records of every
+                         workload; what the architectures were compiled against (`cosearch bench export`)
       progress.json      derived, rewritten atomically: how far the build got
 
 Every ``.jsonl`` line is one JSON object with ``"v": 1`` and ``"event"``; lines are
@@ -309,9 +309,14 @@ class Bench:
         return [self.archs[k] for k in self.order if self.archs[k].measured is not None]
 
     def converged_us(self, workload: str) -> float | None:
-        """The workload's best µs over every seed's tuning (what ``schedules/`` holds)."""
-        vals = [c.final_us for c in self.curves.get(workload, {}).values() if c.final_us is not None]
-        return min(vals) if vals else None
+        """The workload's best µs at the end of the primary seed's tuning (what ``schedules/``
+        holds and the architectures were measured against)."""
+        c = self.curves.get(workload, {}).get(self.seeds[0])
+        return None if c is None else c.final_us
+
+    def primary_converged(self, workload: str) -> bool:
+        c = self.curves.get(workload, {}).get(self.seeds[0])
+        return c is not None and bool(c.converged)
 
     def is_converged(self, workload: str) -> bool:
         cs = self.curves.get(workload, {})
@@ -343,10 +348,12 @@ class Bench:
         measured = sum(1 for k in self.order if self.archs[k].measured is not None)
         failed = sum(1 for k in self.order if self.archs[k].failed is not None and self.archs[k].measured is None)
         conv = sum(1 for w in ws if self.is_converged(w))
-        phase = ("plan" if planned < len(self.order) else "tune" if conv < len(ws) else
-                 "measure" if measured + failed < len(self.order) else "done")
+        prim = sum(1 for w in ws if self.primary_converged(w))
+        phase = ("plan" if planned < len(self.order) else "tune" if prim < len(ws) else
+                 "measure" if measured + failed < len(self.order) else "tune-seeds" if conv < len(ws) else "done")
         return {"phase": phase, "archs_wanted": len(self.order), "archs_planned": planned,
-                "archs_measured": measured, "archs_failed": failed, "tasks": len(ws), "tasks_converged": conv,
+                "archs_measured": measured, "archs_failed": failed, "tasks": len(ws),
+                "tasks_converged_primary": prim, "tasks_converged": conv,
                 "build_seconds": round(self.build_seconds(), 1)}
 
     def build_seconds(self) -> float:
@@ -362,13 +369,19 @@ class Bench:
 
     def info(self) -> dict[str, Any]:
         """``cosearch bench info``: one JSON object."""
-        trials = sorted(c.trials for cs in self.curves.values() for c in cs.values())
+        # kernels whose design space is one schedule (elementwise: MetaSchedule offers a single
+        # candidate, "exhausted" after 1 trial) are counted apart from the searched ones
+        single = {w for w, cs in self.curves.items() if cs and all(c.converged == "exhausted" and c.trials <= 1
+                                                                  for c in cs.values())}
+        trials = sorted(c.trials for w, cs in self.curves.items() if w not in single for c in cs.values())
         med = trials[len(trials) // 2] if trials else 0
         prog = self.progress()
         return {"path": str(self.path), "format": FORMAT, "version": VERSION,
                 "machine_key": self.machine_key, "cpu": self.header.get("cpu"),
                 "space": self.space_config, "target": self.header.get("target", {}).get("name"),
-                "tasks": prog["tasks"], "tasks_converged": prog["tasks_converged"], "tuning_seeds": self.seeds,
+                "tasks": prog["tasks"], "single_schedule_tasks": len(single),
+                "tasks_converged_primary": prog["tasks_converged_primary"],
+                "tasks_converged": prog["tasks_converged"], "tuning_seeds": self.seeds,
                 "trials_per_task": {"min": trials[0] if trials else 0, "median": med,
                                     "max": trials[-1] if trials else 0},
                 "archs": prog["archs_wanted"], "archs_measured": prog["archs_measured"],
