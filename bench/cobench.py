@@ -119,6 +119,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--work-dir", required=True)
     ap.add_argument("--out", default=str(RESULTS / "cobench_nb201.json"))
+    ap.add_argument("--finished-only", action="store_true",
+                    help="summarise the (budget, seed) runs already finished in --work-dir, run nothing")
     args = ap.parse_args(argv)
     from cosearch.cobench.score import Truth
     from cosearch.cobench.store import open_bench
@@ -127,6 +129,8 @@ def main(argv=None) -> int:
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     work = Path(args.work_dir)
     jobs = [(b, s, str(work / f"b{int(b)}" / f"s{s}")) for b in budgets for s in range(args.seeds)]
+    if args.finished_only:
+        jobs = [j for j in jobs if (Path(j[2]) / "compare.json").exists()]
     t0 = time.perf_counter()
     results: list[tuple[float, int, dict]] = []
     if args.workers > 1:
