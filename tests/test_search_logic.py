@@ -82,12 +82,17 @@ def test_task_gain_below_threshold_stops_tuning(tmp_path):
     for _ in range(3):
         rec, h = s.propose()
         s.evaluate_joint(rec, h)
-    s.tpred.gain_ratio = lambda t, trials, more: 1.0  # synthetic: no task can gain
+    from cosearch.search.curves import CurvePrediction
+
+    real = s.book.model.predict
+    s.book.model.predict = lambda c, n: CurvePrediction(c.points[-1][1], c.points[-1][1], "test") if c.points \
+        else real(c, n)  # synthetic: no task can gain
     n = s.trials
     s.refine()
     assert s.trials == n
     assert _events(tmp_path / "tasks", "stop_task")
-    s.tpred.gain_ratio = lambda t, trials, more: 0.5  # every task halves: worth tuning
+    s.book.model.predict = lambda c, n: CurvePrediction(c.points[-1][1] * 0.5, c.points[-1][1] * 0.4, "test") \
+        if c.points else real(c, n)  # every task halves: worth tuning
     s.refine()
     assert s.trials > n
 

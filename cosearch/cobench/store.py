@@ -322,6 +322,23 @@ class Bench:
         cs = self.curves.get(workload, {})
         return all(s in cs and cs[s].converged for s in self.seeds)
 
+    def task_curves(self) -> list:
+        """Every recorded curve as a ``search.curves.TaskCurve`` (one per workload and tuning
+        seed, in workload order): what tuning-gain predictors are trained and scored on."""
+        from cosearch.search.curves import TaskCurve, elements_of
+
+        out = []
+        for w in sorted(self.curves):
+            ti = self.task_info.get(w, {})
+            for s in sorted(self.curves[w]):
+                c = self.curves[w][s]
+                if c.points:
+                    out.append(TaskCurve(w, ti.get("op", "other"), float(ti.get("flops", 0.0)),
+                                         elements_of(ti.get("shapes", [])),
+                                         tuple((int(t), float(us)) for t, us, _ in c.points),
+                                         converged=bool(c.converged), exhausted=c.converged == "exhausted"))
+        return out
+
     def kernel_sum_ms(self, arch: ArchEntry, us_of=None) -> float | None:
         """Weighted kernel sum of ``arch`` (ms) with ``us_of(workload)`` µs (default: converged)."""
         us_of = us_of or self.converged_us

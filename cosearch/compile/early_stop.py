@@ -45,13 +45,18 @@ from cosearch.registry import Registry
 FAILED_RUN_SECS = 1e9  # MetaSchedule records failed runs as 1e10 s
 
 
+#: the op kinds the planner gives tasks (``engine._op_kind``), plus "other" for anything unknown;
+#: the one list every feature encoding uses
+OP_KINDS = ("conv2d", "depthwise_conv2d", "dense", "pool", "reduce", "elementwise", "layout", "other")
+
+
 @dataclass(frozen=True)
 class TaskFeatures:
     """What is known of a task before tuning it (no TVM objects)."""
 
     name: str  # MetaSchedule task name, e.g. "fused_conv2d_add_relu"
     workload: str = ""  # database key of the workload (hex), shared across models
-    op_kind: str = "other"  # "conv2d" | "depthwise_conv2d" | "dense" | "pool" | "reduce" | "elementwise" | "other"
+    op_kind: str = "other"  # one of OP_KINDS
     shapes: tuple[tuple[int, ...], ...] = ()  # shapes of the kernel's buffers (inputs..., output)
     flops: float = 0.0  # floating-point ops of one call
     weight: int = 1  # calls per inference of the model(s) being tuned

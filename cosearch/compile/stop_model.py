@@ -53,13 +53,11 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from cosearch.compile.early_stop import EarlyStopRule, Stall, TaskFeatures, TaskProgress
+from cosearch.compile.early_stop import OP_KINDS, EarlyStopRule, Stall, TaskFeatures, TaskProgress
 from cosearch.errors import CosearchError
 
 VERSION = 1
 MODEL_FILE = "stop_model.json"
-#: the engine's op kinds (``engine._op_kind``) plus "other" for anything unknown
-OP_KINDS = ("conv2d", "depthwise_conv2d", "dense", "pool", "reduce", "elementwise", "layout", "other")
 FEATURES = (
     *(f"op_{k}" for k in OP_KINDS),
     "log_flops",

@@ -24,6 +24,7 @@ import numpy as np
 
 from cosearch.errors import CosearchError
 from cosearch.search import pareto
+from cosearch.search.curves import CurveBook, TaskCurve, curves_from_samples, elements_of
 from cosearch.search.evaluator import Evaluator, Plan, Task, TaskState
 from cosearch.search.journal import Journal, read_journal
 from cosearch.search.predictors import (AccuracyPredictor, Calibration, TaskLatencyPredictor, accuracy_store,
@@ -176,6 +177,12 @@ class Search:
         self.state: dict[str, TaskState] = {}
         self.cal = Calibration()
         self.tpred = TaskLatencyPredictor(cfg.seed, task_store(self.schedules))
+        # tuning curves: what more trials will give a task (its own history + similar tasks' curves)
+        self.book = CurveBook(seed=cfg.seed)
+        self.book.curves.update(curves_from_samples(self.tpred.samples))
+        self.book.warm = len(self.book.curves)
+        self.book.refit()
+        self.curve_err: list[tuple[bool, float, bool]] = []  # online: (anchored, log(pred / truth), bound held)
         space_cfg = self.space.config()
         est_cfg = evaluator.estimator.config() if evaluator.estimator is not None else {"estimator": "synthetic"}
         if cfg.train_rung:  # the accuracy predictor then predicts trained accuracy from (encoding, screen score)
@@ -244,6 +251,22 @@ class Search:
             self.task.setdefault(t.workload, t)
         if fresh:
             self.state.update({w: s for w, s in self.ev.task_states(plan).items() if w not in self.state})
+            for t in fresh:  # tuned by an earlier run: a one-point curve (a neighbour for untuned tasks)
+                s = self.state.get(t.workload)
+                if s is not None and s.best_us is not None and t.workload not in self.book.curves:
+                    self.book.curves[t.workload] = self.curve_of(t.workload)
+
+    def curve_of(self, workload: str) -> TaskCurve:
+        """The task's tuning curve as far as the run knows it (its database best as one point)."""
+        c = self.book.curves.get(workload)
+        if c is not None:
+            return c
+        t = self.task[workload]
+        c = TaskCurve(workload, t.op_kind, t.flops, elements_of(t.shapes))
+        s = self.state.get(workload)
+        if s is not None and s.best_us is not None:
+            c = c.with_point(max(1, s.trials), s.best_us)
+        return c
 
     def kernel_sum_ms(self, rec: Rec, *, untuned_model: bool = True) -> tuple[float, int]:
         """(weighted kernel sum ms with untuned tasks predicted, number of untuned tasks)."""
@@ -252,21 +275,22 @@ class Search:
             s = self.state.get(t.workload)
             if s is None or s.best_us is None:
                 missing += 1
-                us = self.tpred.predict(t, self.cfg.trials_per_task) if untuned_model else \
-                    self.tpred.heuristic_us(t, 0)
+                us = self.book.model.predict(self.curve_of(t.workload), self.cfg.trials_per_task).us \
+                    if untuned_model else self.tpred.heuristic_us(t, 0)
             else:
                 us = s.best_us
             tot += t.weight * us
         return tot / 1000.0, missing
 
     def optimistic_ms(self, rec: Rec) -> float:
-        """Low bound of the arch's latency after full tuning (0 while the predictors are untrained)."""
+        """Low bound of the arch's latency after full tuning (0 before any task has a curve):
+        each task at the optimistic bound of its curve model (``curves.CurveModel``)."""
+        if not self.book.curves:
+            return 0.0
         tot = 0.0
         for t in rec.tasks:
             s = self.state.get(t.workload)
-            opt = self.tpred.optimistic(t, self.cfg.trials_per_task)
-            if opt <= 0:
-                return 0.0
+            opt = self.book.model.predict(self.curve_of(t.workload), self.cfg.trials_per_task).low_us
             cur = s.best_us if s is not None and s.best_us is not None else math.inf
             tot += t.weight * min(cur, opt)
         if len(self.cal.pairs) < 2:
@@ -444,8 +468,12 @@ class Search:
             best = res.best_us.get(w)
             if best is not None and b.best_us is not None:
                 best = min(best, b.best_us)
+            c = self.curve_of(w)  # the history before this call
             self.state[w] = TaskState(best if best is not None else b.best_us, trials)
             if best is not None:
+                p = self.book.model.predict(c, trials)  # online: predicted before the truth is known
+                self.curve_err.append((bool(c.points), math.log(p.us / best), p.low_us <= best * (1 + 1e-9)))
+                self.book.observe(c.with_point(trials, best, exhausted=n < budgets[w] and trials <= 1))
                 self.tpred.add(self.task[w], trials, best)
             if b.best_us is not None and best is not None:
                 known = True
@@ -691,9 +719,11 @@ class Search:
                 continue
             t = self.task[w]
             step = min(cfg.tune_batch, cfg.trials_per_task - s.trials)
-            cur = s.best_us if s.best_us is not None else self.tpred.predict(t, 0)
-            ratio = self.tpred.gain_ratio(t, s.trials, step)
-            gains[w] = (max(0.0, cur * (1 - ratio)) * u, step)
+            c = self.curve_of(w)
+            if c.exhausted or not c.points:
+                continue
+            p = self.book.model.predict(c, s.trials + step)
+            gains[w] = (max(0.0, c.points[-1][1] - p.us) * u, step)
         chosen = sorted((w for w in gains if gains[w][0] >= threshold), key=lambda w: (-gains[w][0], w))[:4]
         for w in gains:
             if w not in chosen and w not in self.stopped_tasks:
@@ -943,6 +973,15 @@ class Search:
                 "trained": sum(1 for r in self.archive.values() if r.acc is not None),
                 "stopped": self.n_train_stopped}
 
+    def curve_summary(self) -> dict[str, Any]:
+        """Online errors of the curve model (each tuning outcome predicted before it was known)."""
+        out: dict[str, Any] = {"curves": len(self.book.curves), "warm_curves": self.book.warm}
+        for name, sel in (("anchored", True), ("unanchored", False)):
+            e = [(err, cov) for a, err, cov in self.curve_err if a == sel]
+            out[name] = {"n": len(e), "log_rmse": math.sqrt(sum(v * v for v, _ in e) / len(e)) if e else None,
+                         "bound_coverage": sum(1 for _, c in e if c) / len(e) if e else None}
+        return out
+
     def finalize(self) -> dict[str, Any]:
         """Re-measure the front with the full measurement, export artifacts, write result.json."""
         pdir = self.out / "pareto"
@@ -1018,7 +1057,8 @@ class Search:
             "training": self.training_summary(),
             "predictors": {"accuracy": self.apred.summary(),
                            "task_latency": {"samples": len(self.tpred.y), "warm_samples": self.tpred.warm,
-                                            "online_log_rmse": self.tpred.err_std()}},
+                                            "online_log_rmse": self.tpred.err_std()},
+                           "tuning_curves": self.curve_summary()},
         }
         _atomic_json(self.out / "result.json", result)
         self.j.write("result", hypervolume=hv, pareto=len(pareto_list))

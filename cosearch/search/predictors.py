@@ -16,7 +16,8 @@ that error; before a predictor is trained its optimistic bound never stops anyth
 Persistence (warm start of the next search): training samples, not models, are
 kept as append-only JSON lines under ``<schedules dir>/search-predictors/``
 (version 1, one sample per line, torn lines skipped):
-``task_latency.jsonl`` (``{"v":1,"x":[...],"trials":n,"us":best}``) - the schedule
+``task_latency.jsonl`` (``{"v":1,"x":[...],"trials":n,"us":best,"workload":W,"op":K,"flops":F,"elements":E}``:
+one point of W's tuning curve; ``curves.curves_from_samples`` rebuilds the curves) - the schedule
 database is per target, and so are kernel latencies; ``accuracy-<space>-<hash>.jsonl``
 (``{"v":1,"arch","x":[...],"score"}``), hash of the space and estimator configs.
 Samples rather than pickled models: inspectable, mergeable across concurrent runs
@@ -35,9 +36,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from cosearch.compile.early_stop import OP_KINDS
+from cosearch.search.curves import elements_of
 from cosearch.search.evaluator import Task
-
-OP_KINDS = ("conv2d", "depthwise_conv2d", "dense", "pool", "reduce", "elementwise", "other")
 MIN_SAMPLES = 10
 PRED_DIR = "search-predictors"
 
@@ -138,12 +139,17 @@ class TaskLatencyPredictor(_Online):
     def __init__(self, seed: int = 0, store: Path | None = None) -> None:
         super().__init__(seed)
         self.store = store
-        for r in _read_lines(store):
+        width = len(self.features(Task("", 1), 0))
+        self.samples = _read_lines(store)  # raw rows: the curve model rebuilds tuning curves from them
+        for r in self.samples:
             try:
-                self.X.append([float(v) for v in r["x"]])
-                self.y.append(math.log(float(r["us"])))
+                x = [float(v) for v in r["x"]]
+                y = math.log(float(r["us"]))
             except (KeyError, TypeError, ValueError):
                 continue
+            if len(x) == width:  # samples of an older feature encoding are skipped
+                self.X.append(x)
+                self.y.append(y)
         self.warm = len(self.y)
         self._maybe_fit()
 
@@ -194,7 +200,8 @@ class TaskLatencyPredictor(_Online):
             err = math.exp(raw) / best_us - 1
         self.X.append(x)
         self.y.append(math.log(best_us))
-        _append_lines(self.store, [{"v": 1, "x": x, "trials": int(trials), "us": best_us, "workload": t.workload}])
+        _append_lines(self.store, [{"v": 1, "x": x, "trials": int(trials), "us": best_us, "workload": t.workload,
+                                    "op": t.op_kind, "flops": float(t.flops), "elements": elements_of(t.shapes)}])
         self._maybe_fit()
         return err
 
