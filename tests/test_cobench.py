@@ -56,7 +56,8 @@ def write_synthetic_bench(path: Path, *, seeds=(0, 1)) -> Path:
         ms = TRUTH[i][1]
         arch_lines.append({"event": "measure", "key": k, "median_ms": ms, "p10_ms": ms * 0.95, "p90_ms": ms * 1.05,
                            "threads": 2, "kernel_sum_ms": sum(WORKLOADS[w] for w in USES[i]) / 1000,
-                           "seconds": {"plan": 1.0, "estimate": 0.5, "compile": 2.0, "measure": 6.0}})
+                           "seconds": {"plan": 1.0, "estimate": 0.5, "compile": 2.0, "measure": 6.0},
+                           "estimate": {"estimator": "params", "score": 100.0 - ms}})
     for w, us in WORKLOADS.items():
         task_lines += [{"event": "task", "workload": w, "name": w, "op": "conv2d", "flops": 1e6, "shapes": []},
                        {"event": "untuned", "workload": w, "us": us * 10}]
@@ -248,6 +249,35 @@ def test_score_cli(synth, tmp_path):
                         "--oracle", f"table:{synth / 'table.csv'}"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert len(json.loads(r.stdout)["runs"]) == 2
+
+
+def test_estimates_table_is_a_second_oracle(synth, tmp_path):
+    from cosearch.cobench.score import Truth
+
+    out = tmp_path / "est.csv"
+    r = subprocess.run([sys.executable, "-m", "cosearch", "bench", "estimates", str(synth), "--out", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["archs"] == len(ARCHS) and json.loads(r.stdout)["estimator"] == ["params"]
+    lines = out.read_text().splitlines()
+    assert lines[0] == "arch,accuracy" and len(lines) == len(ARCHS) + 1
+    truth = Truth(synth, f"table:{out}")
+    assert len(truth.acc) == len(ARCHS)
+    assert [k for _, _, k in truth.front] == [create_space_key(ARCHS[3])]  # score 100 - ms: the fastest wins all
+    events = [json.loads(ln) for ln in (synth / store.ARCHS).read_text().splitlines()]
+    for e in events:  # a benchmark without estimates: one line, exit 2
+        e.pop("estimate", None)
+    (synth / store.ARCHS).write_text("".join(json.dumps(e) + "\n" for e in events))
+    r = subprocess.run([sys.executable, "-m", "cosearch", "bench", "estimates", str(synth), "--out",
+                        str(tmp_path / "none.csv")], capture_output=True, text=True)
+    assert r.returncode == 2 and "no measured architecture has a recorded estimate" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "none.csv").exists()
+
+
+def create_space_key(arch: str) -> str:
+    from cosearch.space import create_space
+
+    return create_space("nb201").key(arch)
 
 
 def test_build_refuses_bad_input(tmp_path):

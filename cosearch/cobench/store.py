@@ -339,6 +339,27 @@ class Bench:
                                          converged=bool(c.converged), exhausted=c.converged == "exhausted"))
         return out
 
+    def write_estimates(self, path: str | os.PathLike) -> dict[str, Any]:
+        """The measured architectures' recorded estimates (the build's training-free estimator,
+        computed once per architecture) as a ``table:`` CSV (``arch,accuracy``): an accuracy
+        oracle that covers the whole benchmark, not only the architectures an accuracy table has."""
+        import csv
+        import io
+
+        rows = [(a.arch, float(a.measured["estimate"]["score"])) for a in self.measured()
+                if isinstance((a.measured or {}).get("estimate"), dict) and finite(a.measured["estimate"].get("score"))]
+        if not rows:
+            raise CosearchError(f"{self.path}: no measured architecture has a recorded estimate")
+        names = {str(a.measured["estimate"].get("estimator")) for a in self.measured() if a.measured.get("estimate")}
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["arch", "accuracy"])
+        w.writerows(rows)
+        from cosearch.fsio import atomic_write_text
+
+        atomic_write_text(path, buf.getvalue())
+        return {"path": str(path), "archs": len(rows), "estimator": sorted(names)}
+
     def kernel_sum_ms(self, arch: ArchEntry, us_of=None) -> float | None:
         """Weighted kernel sum of ``arch`` (ms) with ``us_of(workload)`` µs (default: converged)."""
         us_of = us_of or self.converged_us

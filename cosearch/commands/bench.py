@@ -1,4 +1,4 @@
-"""`cosearch bench build|info|score`: co-search benchmarks (docs/benchmark.md).
+"""`cosearch bench build|info|export|score|estimates`: co-search benchmarks (docs/benchmark.md).
 
 Thin: parses and validates, calls ``cosearch.cobench``, prints.
 """
@@ -53,6 +53,11 @@ def register(sub) -> None:
     s.add_argument("--oracle", required=True, metavar="table:CSV", help="the accuracy oracle, e.g. table:PATH")
     s.add_argument("--out", default=None, metavar="FILE", help="also write the JSON here")
     s.set_defaults(func=run_score)
+    t = bsub.add_parser("estimates", help="write the measured architectures' recorded training-free estimates "
+                        "as a table: CSV (a second accuracy oracle covering the whole benchmark)")
+    t.add_argument("bench", metavar="BENCH")
+    t.add_argument("--out", required=True, metavar="CSV", help="the CSV to write (arch,accuracy)")
+    t.set_defaults(func=run_estimates)
 
 
 def _int(name: str, text, minimum: int = 1) -> int | None:
@@ -126,6 +131,13 @@ def run_export(args) -> int:
     from cosearch.cobench.store import open_bench
 
     print(json.dumps(export_arch(open_bench(args.bench), args.arch, args.out, target=args.target)))
+    return 0
+
+
+def run_estimates(args) -> int:
+    from cosearch.cobench.store import open_bench
+
+    print(json.dumps(open_bench(args.bench).write_estimates(args.out)))
     return 0
 
 
