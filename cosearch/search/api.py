@@ -406,6 +406,10 @@ def summary_text(out: Path, result: dict[str, Any], report: Path | None) -> str:
             tvm, tch = t.get("tvm_heldout"), t.get("torch_heldout")
             lines.append(f"         {i:>2}  {'-' if tvm is None else f'{tvm:12.4f}':>12}  "
                          f"{'-' if tch is None else f'{tch:14.4f}':>14}  {out / str(t.get('artifact'))}")
+    fc = result.get("front_vs_converged") or {}
+    if fc.get("median"):
+        lines.append(f"front vs converged (predicted): kernels {fc['median']:.2f}x (median, worst {fc['max']:.2f}x) "
+                     f"what {fc['trials_per_task']} trials per task would reach; optimistic {fc['median_vs_optimistic']:.2f}x")
     cal = result.get("latency_calibration", {})
     if cal.get("n"):
         lines.append(f"latency calibration: ms = {cal['a']:.3g} x kernel sum + {cal['b']:.3g} "

@@ -24,7 +24,7 @@ import numpy as np
 
 from cosearch.errors import CosearchError
 from cosearch.search import pareto
-from cosearch.search.curves import CurveBook, TaskCurve, curves_from_samples, elements_of
+from cosearch.search.curves import CONVERGED_TRIALS, CurveBook, TaskCurve, curves_from_samples, elements_of
 from cosearch.search.evaluator import Evaluator, Plan, Task, TaskState
 from cosearch.search.journal import Journal, read_journal
 from cosearch.search.predictors import (AccuracyPredictor, Calibration, TaskLatencyPredictor, accuracy_store,
@@ -982,6 +982,29 @@ class Search:
                          "bound_coverage": sum(1 for _, c in e if c) / len(e) if e else None}
         return out
 
+    def front_vs_converged(self, recs: list[Rec]) -> dict[str, Any]:
+        """How far the front's kernels are from converged: per point, its weighted kernel sum now
+        over the curve model's prediction after ``CONVERGED_TRIALS`` trials per task (1.0: nothing
+        left to gain). Predicted, not measured: the optimistic bound says how low it may go."""
+        now_conv, now_low = [], []
+        for r in recs:
+            now = conv = low = 0.0
+            for t in r.tasks:
+                s = self.state.get(t.workload)
+                if s is None or s.best_us is None:
+                    continue
+                p = self.book.model.predict(self.curve_of(t.workload), CONVERGED_TRIALS)
+                now += t.weight * s.best_us
+                conv += t.weight * min(s.best_us, p.us)
+                low += t.weight * min(s.best_us, p.low_us)
+            if conv > 0:
+                now_conv.append(now / conv)
+                now_low.append(now / low)
+        med = lambda v: sorted(v)[len(v) // 2] if v else None  # noqa: E731
+        return {"points": len(now_conv), "median": med(now_conv), "max": max(now_conv) if now_conv else None,
+                "median_vs_optimistic": med(now_low), "trials_per_task": CONVERGED_TRIALS,
+                "note": "kernel sum now / predicted after tuning to convergence (cosearch.search.curves)"}
+
     def finalize(self) -> dict[str, Any]:
         """Re-measure the front with the full measurement, export artifacts, write result.json."""
         pdir = self.out / "pareto"
@@ -1059,6 +1082,7 @@ class Search:
                            "task_latency": {"samples": len(self.tpred.y), "warm_samples": self.tpred.warm,
                                             "online_log_rmse": self.tpred.err_std()},
                            "tuning_curves": self.curve_summary()},
+            "front_vs_converged": self.front_vs_converged(pareto_list),
         }
         _atomic_json(self.out / "result.json", result)
         self.j.write("result", hypervolume=hv, pareto=len(pareto_list))
