@@ -176,6 +176,22 @@ def test_replay_spends_nothing_past_an_exhausted_curve(synth, tmp_path):
     assert ev.tune(p.tasks, {"head": 8}).trials == 0
 
 
+def test_sequential_ends_when_a_front_task_has_no_candidate_left(synth, tmp_path):
+    """A task MetaSchedule can give no more trials (an exhausted design space) costs nothing on
+    replay: the sequential baseline's tuning phase must drop it instead of asking forever."""
+    store.append_events(synth / store.TASKS, [
+        {"event": "curve", "workload": "head", "seed": s, "trials": 1, "converged": "exhausted",
+         "points": [[1, 5.0, 0.5]]} for s in (0, 1)])
+    r = subprocess.run([sys.executable, "-m", "cosearch", "search", "--strategy", "sequential", "--evaluator",
+                        f"replay:{synth}", "--estimator", f"table:{synth / 'table.csv'}", "--budget", "600m",
+                        "--calibration-archs", "3", "--out", str(tmp_path / "seq"), "--no-progress"],
+                       capture_output=True, text=True, timeout=120)  # it asked forever before
+    assert r.returncode == 0, r.stderr
+    tunes = [json.loads(ln) for ln in (tmp_path / "seq" / "journal.jsonl").open() if '"event":"tune"' in
+             ln.replace(" ", "")]
+    assert tunes and sum(1 for e in tunes if e["trials"] == 0) <= 1
+
+
 def test_replay_is_deterministic_under_a_seed(synth, tmp_path):
     def run(seed, name):
         ev = _replay(synth, tmp_path, seed=seed, name=name)
@@ -351,6 +367,6 @@ def test_tiny_real_build_resumes_after_kill_9(tmp_path):
     assert all(t["source"] in ("db", "untuned") for t in meta["tasks"]) and any(t["source"] == "db" for t in meta["tasks"])
     # a second build on the finished folder does nothing new
     t0 = time.time()
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)  # it asked forever before
     assert r.returncode == 0 and json.loads(r.stdout) == {**prog, "build_seconds": prog["build_seconds"]}
     assert time.time() - t0 < 120

@@ -814,9 +814,12 @@ class Search:
                 break
             step = {w: min(cfg.tune_batch, cfg.trials_per_task - self.state.get(w, TaskState(None, 0)).trials)
                     for w in open_[:4]}
+            before = {w: self.state.get(w, TaskState(None, 0)).trials for w in step}
             self.tune(step, reason="tune_front")
+            # a task that got no trial has no candidate left (or its call failed): it is done
+            done = {w for w in step if self.state.get(w, TaskState(None, 0)).trials <= before[w]}
             # keep the order fair: rotate
-            wl = [w for w in wl if w not in step] + [w for w in wl if w in step]
+            wl = [w for w in wl if w not in step] + [w for w in wl if w in step and w not in done]
             self._update(phase=2)
         for r in chosen:
             self.do_measure(r, remeasure=r.ms is not None)
