@@ -192,6 +192,26 @@ def test_sequential_ends_when_a_front_task_has_no_candidate_left(synth, tmp_path
     assert tunes and sum(1 for e in tunes if e["trials"] == 0) <= 1
 
 
+def test_joint_tunes_the_front_past_the_cap_when_proposals_run_out(synth, tmp_path):
+    """Six architectures are proposed in minutes of a 10-hour budget: the joint search then tunes
+    its front's tasks past --trials-per-task, by value, up to convergence, and stops when no trial
+    is predicted to pay (finalisation on replay)."""
+    r = subprocess.run([sys.executable, "-m", "cosearch", "search", "--evaluator", f"replay:{synth}",
+                        "--estimator", f"table:{synth / 'table.csv'}", "--budget", "600m", "--seed", "2",
+                        "--calibration-archs", "3", "--out", str(tmp_path / "j"), "--no-progress"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    ev = [json.loads(ln) for ln in (tmp_path / "j" / "journal.jsonl").open()]
+    assert any(e["event"] == "phase" and e.get("phase") == "finish" for e in ev)
+    fin = [e for e in ev if e["event"] == "tune" and e.get("reason") == "finish"]
+    assert fin and sum(e["trials"] for e in fin) > 0
+    res = json.loads((tmp_path / "j" / "result.json").read_text())
+    assert res["trials"] > 32 * 2  # more than the per-task cap allows the front's two heavy tasks
+    assert res["wall_s"] < 600 * 60  # it stopped at convergence (or when nothing paid), not at the clock
+    fc = res["front_vs_converged"]
+    assert fc["points"] >= 1 and fc["median"] < 1.2  # the exported front's kernels near converged
+
+
 def test_replay_is_deterministic_under_a_seed(synth, tmp_path):
     def run(seed, name):
         ev = _replay(synth, tmp_path, seed=seed, name=name)

@@ -10,6 +10,7 @@ each strategy is a method. Everything a strategy decides is journaled first;
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -24,6 +25,7 @@ import numpy as np
 
 from cosearch.errors import CosearchError
 from cosearch.search import pareto
+from cosearch.search import value as V
 from cosearch.search.curves import CONVERGED_TRIALS, CurveBook, TaskCurve, curves_from_samples, elements_of
 from cosearch.search.evaluator import Evaluator, Plan, Task, TaskState
 from cosearch.search.journal import Journal, read_journal
@@ -183,6 +185,7 @@ class Search:
         self.book.warm = len(self.book.curves)
         self.book.refit()
         self.curve_err: list[tuple[bool, float, bool]] = []  # online: (anchored, log(pred / truth), bound held)
+        self.cost = V.CallCost()  # seconds of a tuning call: set-up + trials x per-trial, fitted on the run's calls
         space_cfg = self.space.config()
         est_cfg = evaluator.estimator.config() if evaluator.estimator is not None else {"estimator": "synthetic"}
         if cfg.train_rung:  # the accuracy predictor then predicts trained accuracy from (encoding, screen score)
@@ -481,6 +484,11 @@ class Search:
         self.trials += res.trials
         self.tune_seconds += res.seconds
         self.work_seconds += res.seconds
+        self.cost.add(res.trials, res.seconds)
+        for w, n in budgets.items():  # asked for trials and got none: no candidate left (or stopped)
+            c = self.book.curves.get(w)
+            if res.trials_per_task.get(w, 0) == 0 and c is not None and not c.exhausted:
+                self.book.curves[w] = dataclasses.replace(c, exhausted=True)
         self.j.write("tune", workloads=list(budgets), trials=res.trials, seconds=res.seconds, reason=reason,
                      gain_pred_us=gain_pred_us, gain_us=gain if known else None,
                      best_us={w: self.state[w].best_us for w in budgets})
@@ -618,7 +626,84 @@ class Search:
                 self.promote_deferred()
             self._update()
             if reason is not None:
+                if reason in ("exhausted", "max_archs") and self.cfg.budget_s is not None and self.budget_left():
+                    self.finish_front()
                 return reason
+
+    def value_candidates(self, front_only: bool = False) -> list[V.Candidate]:
+        """Measured archs with an accuracy, at their latency now (measured, scaled by how much
+        their kernel sum fell since)."""
+        out = []
+        for r in self.archive.values():
+            if r.status != "evaluated" or r.acc is None or r.ms is None or not r.tasks:
+                continue
+            ks = self.kernel_sum_ms(r)[0]
+            ms = r.ms * ks / r.sum_at_measure if r.sum_at_measure else r.ms
+            uses: dict[str, int] = {}
+            for t in r.tasks:
+                uses[t.workload] = uses.get(t.workload, 0) + t.weight
+            out.append(V.Candidate(r.key, r.acc, ms, ks * 1000.0, uses))
+        if front_only and out:
+            idx = pareto.pareto_indices([(c.acc, c.ms) for c in out])
+            out = [out[i] for i in idx]
+        return out
+
+    def time_left(self) -> float:
+        return math.inf if self.cfg.budget_s is None else self.cfg.budget_s - self.now()
+
+    def tune_options(self, cands: list[V.Candidate]) -> list[V.TuneOption]:
+        """One option per task the candidates use: double its trials (at least ``tune_batch``
+        more, at most up to ``CONVERGED_TRIALS``, and what the clock has left), with the curve model's
+        predicted gain."""
+        overhead, per_trial = self.cost.fit()
+        fit = (self.time_left() - overhead) / per_trial if per_trial > 0 else math.inf
+        out = []
+        for w in sorted({w for c in cands for w in c.uses}):
+            s = self.state.get(w, TaskState(None, 0))
+            c = self.curve_of(w)
+            if s.trials >= CONVERGED_TRIALS or c.exhausted or not c.points:
+                continue
+            step = min(max(self.cfg.tune_batch, s.trials), CONVERGED_TRIALS - s.trials)
+            if step > fit:
+                step = int(fit)
+            if step < 1:
+                continue
+            p = self.book.model.predict(c, s.trials + step)
+            out.append(V.TuneOption(w, step, max(0.0, c.points[-1][1] - p.us), step * per_trial))
+        return out
+
+    def best_tuning(self, front_only: bool = False) -> V.Choice | None:
+        cands = self.value_candidates(front_only)
+        if not cands:
+            return None
+        return V.choose_batch(cands, self.tune_options(cands), self.obj, overhead_s=self.cost.overhead_s,
+                              max_seconds=self.time_left())
+
+    def tune_choice(self, choice: V.Choice, reason: str = "value") -> None:
+        """Tune the chosen batch, then re-measure archs of the estimated front whose latency is
+        estimated > 5 % below their measurement."""
+        self.tune(choice.batch, reason=reason, gain_pred_us=sum(choice.gain_us.values()))
+        self.j.write("value", reason=reason, predicted_hv_gain=choice.value, predicted_s=choice.seconds,
+                     workloads=sorted(choice.batch))
+        for c in self.value_candidates(front_only=True):
+            r = self.archive[c.key]
+            if r.ms is not None and c.ms < 0.95 * r.ms and self.budget_left():
+                self.do_measure(r, remeasure=True)
+        self._refresh_front()
+
+    def finish_front(self) -> None:
+        """Proposals ran out with the clock left: tune the front's tasks past the per-task cap,
+        up to convergence (``CONVERGED_TRIALS``), by predicted hypervolume gain per second
+        (``value.choose_batch``), until the clock runs out or no trial is predicted to pay."""
+        self.j.write("phase", phase="finish", time_left_s=self.time_left())
+        while self.budget_left():
+            choice = self.best_tuning(front_only=True)
+            if choice is None:
+                return
+            n = self.trials
+            self.tune_choice(choice, reason="finish")
+            if self.trials == n:  # nothing could be tuned (every chosen task out of candidates)
+                return
 
     def evaluate_joint(self, rec: Rec, handle: Any) -> None:
         """One arch through every rung (screen, then gate / tune / measure)."""
@@ -944,9 +1029,10 @@ class Search:
             elif e == "tune":
                 self.trials += int(ev.get("trials") or 0)
                 self.tune_seconds += float(ev.get("seconds") or 0.0)
+                self.cost.add(int(ev.get("trials") or 0), float(ev.get("seconds") or 0.0))
             elif e == "tell":
                 told.append(ev)
-            elif e == "phase":
+            elif e == "phase" and ev.get("phase") != "finish":
                 self.phase = int(ev.get("phase", 1))
             elif e == "stop_task":
                 self.stopped_tasks.add(ev["workload"])
