@@ -71,10 +71,11 @@ def rescore(keys_ms: Sequence[tuple[str, float | None]], bench: Bench, acc: dict
             "unknown_keys": [k for k, _ in keys_ms if k not in acc]}
 
 
-def brute_forces(bench: Bench) -> dict[str, Any]:
-    """Seconds of the two brute forces, from the recorded costs (tuning: the mean over the tuning
-    seeds of each workload's curve seconds to its convergence, plus one call set-up per
-    ``chunk`` trials of the longest task)."""
+def brute_forces(bench: Bench, keys: set[str] | None = None) -> dict[str, Any]:
+    """Seconds of the two brute forces over the measured architectures ``keys`` (default all:
+    the ones the oracle scores, so the brute force is what finding *that* true front costs),
+    from the recorded costs (tuning: the mean over the tuning seeds of each workload's curve
+    seconds to its convergence, plus one call set-up per ``chunk`` trials of the longest task)."""
     chunk = int(bench.header["tuning"].get("chunk", 32))
     over = bench.call_overhead_s()
 
@@ -84,9 +85,9 @@ def brute_forces(bench: Bench) -> dict[str, Any]:
             return 0.0, 0
         return sum(c.seconds_at(c.trials) for c in cs) / len(cs), max(c.trials for c in cs)
 
-    tune = {w: conv(w) for w in bench.workloads()}
+    archs = [a for a in bench.measured() if keys is None or a.key in keys]
+    tune = {w: conv(w) for w in dict.fromkeys(w for a in archs for w, _ in a.tasks)}
     per_arch, indep_tune = 0.0, 0.0
-    archs = bench.measured()
     for a in archs:
         per_arch += sum(a.cost_s(k) for k in ("plan", "estimate", "compile", "measure"))
         longest = max((tune[w][1] for w, _ in a.tasks if w in tune), default=0)
@@ -109,7 +110,7 @@ class Truth:
         self.obj = reference(self.bench, self.acc)
         self.front = true_front(self.bench, self.acc)
         self.hv = pareto.hypervolume([(a, m) for a, m, _ in self.front], self.obj)
-        self.brute = brute_forces(self.bench)
+        self.brute = brute_forces(self.bench, set(self.acc))
 
     def summary(self) -> dict[str, Any]:
         return {"bench": str(self.bench.path), "machine_key": self.bench.machine_key, "cpu": self.bench.header.get("cpu"),
