@@ -311,11 +311,15 @@ class Bench:
     def converged_us(self, workload: str) -> float | None:
         """The workload's best µs at the end of the primary seed's tuning (what ``schedules/``
         holds and the architectures were measured against)."""
-        c = self.curves.get(workload, {}).get(self.seeds[0])
+        c = self.primary_curve(workload)
         return None if c is None else c.final_us
 
+    def primary_curve(self, workload: str) -> Curve | None:
+        """The workload's curve for the primary (first) tuning seed."""
+        return self.curves.get(workload, {}).get(self.seeds[0])
+
     def primary_converged(self, workload: str) -> bool:
-        c = self.curves.get(workload, {}).get(self.seeds[0])
+        c = self.primary_curve(workload)
         return c is not None and bool(c.converged)
 
     def is_converged(self, workload: str) -> bool:

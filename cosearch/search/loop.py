@@ -802,7 +802,6 @@ class Search:
             s = self.state.get(w, TaskState(None, 0))
             if s.trials >= cfg.trials_per_task:
                 continue
-            t = self.task[w]
             step = min(cfg.tune_batch, cfg.trials_per_task - s.trials)
             c = self.curve_of(w)
             if c.exhausted or not c.points:
