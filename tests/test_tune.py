@@ -422,3 +422,51 @@ def test_allocate_gives_new_tasks_a_batch_first_then_costliest():
     assert b.get("slow", 0) > b.get("fast", 0)
     capped = allocate(tasks, st, trials=100, batch=4, per_task_cap=8)
     assert max(capped.values()) <= 8 and sum(capped.values()) == 24
+
+
+def test_a_task_terminated_while_meta_schedule_joins_it_ends_the_call_not_the_work(host, tmp_path, monkeypatch):
+    """MetaSchedule's round-robin joins the task it picks when its measurements were still
+    running at its poll and returns it without looking again; a task the monitor terminated in
+    that join (budget reached) then fails ``ICHECK(!task->is_terminated)``. A runner whose
+    results are never ready at the poll forces the race: the call must end with every batch
+    measured before it kept, not raise (the search's finishing calls hit it on the engine)."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.runner import PyRunner, PyRunnerFuture
+
+    from cosearch.compile import database as dbmod
+    from cosearch.compile import engine, tune
+
+    @derived_object
+    class NotReadyAtPoll(PyRunnerFuture):
+        def __init__(self, inner) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def done(self) -> bool:
+            return False  # never ready when polled: the pick-and-join path joins it
+
+        def result(self):
+            return self.inner.result()
+
+    @derived_object
+    class LaggingRunner(PyRunner):
+        def __init__(self, inner) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def run(self, runner_inputs):
+            return [NotReadyAtPoll(f) for f in self.inner.run(runner_inputs)]
+
+    real = tune._make_runner
+    monkeypatch.setattr(tune, "_make_runner", lambda target, config: LaggingRunner(real(target, config)))
+    imported, _ref = _imported(NetA)
+    plan = engine.plan(imported, host)
+    convs = [t for t in plan.tasks if t.features.op_kind == "conv2d"]
+    assert len(convs) == 2
+    budgets = {convs[0].features.workload: 2, convs[1].features.workload: 6}  # the first ends below the cap
+    out = engine.tune_tasks(convs, host, database_dir=tmp_path / "db", trials=8, budgets=budgets,
+                            config=TuneConfig(trials=8, trials_per_iter=2, seed=0))
+    assert out.scheduler_race
+    assert out.trials_run >= 2 and out.tasks[convs[0].features.workload].trials == 2
+    db = dbmod.open_database(tmp_path / "db")
+    assert db.has_workload(convs[0].mod)  # the batches measured before the race are in the database

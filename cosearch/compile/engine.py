@@ -482,6 +482,7 @@ class TuneOutcome:
     confirm_seconds: float = 0.0  # re-timing the best records (TuneConfig.confirm)
     # the search this run used (TuneConfig.for_tasks: a clock too short per task narrows it)
     search: dict[str, Any] | None = None
+    scheduler_race: bool = False  # the call ended early on MetaSchedule's join race (scheduler_raced)
 
 
 def _record_from(cand, run_res, workload, target):
@@ -601,6 +602,16 @@ def _monitor(stats: TaskStats, persist: _Persist, budgets: list[int], per_task_c
                         task_scheduler.terminate_task(j)
 
     return EngineMonitor()
+
+
+def scheduler_raced(e: BaseException) -> bool:
+    """MetaSchedule's round-robin ``NextTaskId`` joins the task it picks when that task's
+    measurements were still running at its poll, and returns it without looking again: when the
+    monitor terminated the task in that join (its budget reached, or stopped early),
+    ``Tune`` fails ``ICHECK(!task->is_terminated)``. A race between the runner's subprocess and
+    the poll, seen in calls of a few tasks with unequal budgets (the search's finishing calls);
+    the batches measured before it are persisted, so it ends the call, not the work."""
+    return "is_terminated" in str(e)
 
 
 def tune_tasks(
@@ -765,6 +776,16 @@ def tune_tasks(
                     database=scratch_db,
                     cost_model=cost_model,
                 )
+        except Exception as e:  # noqa: BLE001 - see scheduler_raced
+            if not scheduler_raced(e):
+                raise
+            # every measured batch is persisted already; the call ends here, short of its budgets
+            left = [j for j in range(len(sel_tasks)) if j not in persist.done]
+            hist.append(database_dir, [hist.event(
+                "stop", sel_tasks[j].workload, run=run, rule={"kind": "scheduler_race"},
+                before_first_batch=stats.progress[j].trials == 0, trials=stats.progress[j].trials,
+                best_us=hist._num(stats.progress[j].best_us)) for j in left])
+            outcome.scheduler_race = True
         finally:
             pool = getattr(runner, "pool", None)
             if pool is not None:
