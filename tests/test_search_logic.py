@@ -3,6 +3,7 @@ determinism under a seed, strategies, early-stop decisions, journal torn-line to
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -126,3 +127,35 @@ def test_failures_are_data(tmp_path):
     fails = _events(tmp_path / "run", "fail")
     assert fails and all(f["stage"] == "compile" for f in fails)
     assert res["failed"] == len({f["key"] for f in fails}) and res["proposed"] == 10
+
+
+class RacingFakeEvaluator(FakeEvaluator):
+    """The fake compiler, whose tuning calls of several tasks end after the first task's trials
+    (as a real call ends on MetaSchedule's join race, ``engine.scheduler_raced``)."""
+
+    def __init__(self, *a, ended_early: bool = True, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.flag = ended_early
+
+    def tune(self, tasks, budgets):
+        first = sorted(w for w, n in budgets.items() if n > 0)[:1]
+        if len(budgets) < 2 or not first:
+            return super().tune(tasks, budgets)
+        res = super().tune(tasks, {w: budgets[w] for w in first})
+        return dataclasses.replace(res, ended_early=self.flag)
+
+
+@pytest.mark.parametrize("ended_early", [True, False])
+def test_a_call_ended_early_does_not_mark_tasks_out_of_candidates(tmp_path, ended_early):
+    """A task given no trial in a tuning call is out of candidates (its design space spent) --
+    unless the call ended early for the tuner's own reason; then it stays tunable."""
+    cfg = SearchConfig(space="nb201", estimator="synthetic", evaluator="fake", max_archs=6, seed=1)
+    ev = RacingFakeEvaluator(create_space("nb201"), None, schedules_dir=tmp_path / "sched", seed=1,
+                             ended_early=ended_early)
+    s = Search(cfg, tmp_path / "run", ev, schedules_dir=tmp_path / "sched", objectives=OBJ)
+    s.run()
+    tunes = _events(tmp_path / "run", "tune")
+    assert any(len(e["workloads"]) >= 2 for e in tunes)
+    assert any(e.get("ended_early") for e in tunes) == ended_early
+    exhausted = [w for w, c in s.book.curves.items() if c.exhausted]
+    assert (not exhausted) if ended_early else exhausted

@@ -87,7 +87,7 @@ class EngineEvaluator(Evaluator):
                                 budgets={w: int(n) for w, n in budgets.items()}, log_dir=self.log_dir)
         return TuneResult(int(out.trials_run), float(out.seconds),
                           {w: o.best_us for w, o in out.tasks.items()},
-                          {w: int(o.trials) for w, o in out.tasks.items()})
+                          {w: int(o.trials) for w, o in out.tasks.items()}, ended_early=out.scheduler_race)
 
     def measure(self, arch: str, *, final: bool = False) -> Measured:
         from cosearch.compile import engine

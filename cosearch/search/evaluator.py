@@ -78,6 +78,9 @@ class TuneResult:
     seconds: float
     best_us: dict[str, float | None]
     trials_per_task: dict[str, int]
+    #: the call ended before its budgets for a reason of the tuner's, not the tasks'
+    #: (``engine.scheduler_raced``): a task given no trial in it is not out of candidates
+    ended_early: bool = False
 
 
 @dataclass(frozen=True)

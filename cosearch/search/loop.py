@@ -487,11 +487,12 @@ class Search:
         self.cost.add(res.trials, res.seconds)
         for w, n in budgets.items():  # asked for trials and got none: no candidate left (or stopped)
             c = self.book.curves.get(w)
-            if res.trials_per_task.get(w, 0) == 0 and c is not None and not c.exhausted:
+            if not res.ended_early and res.trials_per_task.get(w, 0) == 0 and c is not None and not c.exhausted:
                 self.book.curves[w] = dataclasses.replace(c, exhausted=True)
         self.j.write("tune", workloads=list(budgets), trials=res.trials, seconds=res.seconds, reason=reason,
                      gain_pred_us=gain_pred_us, gain_us=gain if known else None,
-                     best_us={w: self.state[w].best_us for w in budgets})
+                     best_us={w: self.state[w].best_us for w in budgets},
+                     **({"ended_early": True} if res.ended_early else {}))
 
     def do_measure(self, rec: Rec, *, remeasure: bool = False) -> bool:
         s, _ = self.kernel_sum_ms(rec)
