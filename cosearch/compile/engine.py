@@ -614,6 +614,15 @@ def scheduler_raced(e: BaseException) -> bool:
     return "is_terminated" in str(e)
 
 
+def _record_race_stops(persist: _Persist, stats: TaskStats) -> None:
+    """Every measured batch is persisted already; the call ends short of its budgets: a
+    ``stop`` event (rule ``scheduler_race``) for each task it had not finished."""
+    hist.append(persist.dir, [hist.event(
+        "stop", t.workload, run=persist.run, rule={"kind": "scheduler_race"},
+        before_first_batch=stats.progress[j].trials == 0, trials=stats.progress[j].trials,
+        best_us=hist._num(stats.progress[j].best_us)) for j, t in enumerate(persist.tasks) if j not in persist.done])
+
+
 def tune_tasks(
     tasks: Sequence[PlannedTask],
     target: "TargetSpec",
@@ -779,12 +788,7 @@ def tune_tasks(
         except Exception as e:  # noqa: BLE001 - see scheduler_raced
             if not scheduler_raced(e):
                 raise
-            # every measured batch is persisted already; the call ends here, short of its budgets
-            left = [j for j in range(len(sel_tasks)) if j not in persist.done]
-            hist.append(database_dir, [hist.event(
-                "stop", sel_tasks[j].workload, run=run, rule={"kind": "scheduler_race"},
-                before_first_batch=stats.progress[j].trials == 0, trials=stats.progress[j].trials,
-                best_us=hist._num(stats.progress[j].best_us)) for j in left])
+            _record_race_stops(persist, stats)
             outcome.scheduler_race = True
         finally:
             pool = getattr(runner, "pool", None)
