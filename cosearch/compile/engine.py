@@ -646,7 +646,7 @@ def tune_tasks(
     from cosearch.compile.database import MODULE_EQUALITY
     from cosearch.compile.early_stop import Stall
     from cosearch.compile.intrin import ensure_tensor_intrinsics
-    from cosearch.compile.tune import TuneConfig, _check_rpc_reachable, _make_runner
+    from cosearch.compile.tune import TuneConfig, _check_rpc_reachable, acquire_runner, release_runner
 
     config = config or TuneConfig(trials=max(1, trials))
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 0:
@@ -769,7 +769,7 @@ def tune_tasks(
             scheduler = ms.task_scheduler.GradientBased(seed=-1 if config.seed is None else config.seed)
         else:
             scheduler = ms.task_scheduler.RoundRobin()
-        runner = _make_runner(target, config)
+        runner = acquire_runner(target, config)
         builder = InProcessBuilder(tmp_root=scratch, workers=config.resolved_build_workers())
         try:
             with quiet_native_logs(log_file):
@@ -791,9 +791,7 @@ def tune_tasks(
             _record_race_stops(persist, stats)
             outcome.scheduler_race = True
         finally:
-            pool = getattr(runner, "pool", None)
-            if pool is not None:
-                pool.shutdown()
+            release_runner(runner)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -878,7 +876,7 @@ def time_kernels(mods: Sequence["tvm.IRModule"], target: "TargetSpec", *, config
 
     from cosearch.compile import database as dbmod
     from cosearch.compile.builder import InProcessBuilder
-    from cosearch.compile.tune import TuneConfig, _make_runner
+    from cosearch.compile.tune import TuneConfig, acquire_runner, release_runner
 
     config = config or TuneConfig()
     if not mods:
@@ -887,7 +885,7 @@ def time_kernels(mods: Sequence["tvm.IRModule"], target: "TargetSpec", *, config
         args_info = [ms.arg_info.ArgInfo.from_prim_func(m["main"]) for m in mods]
     tgt = target.tvm_target()
     scratch = tempfile.mkdtemp(prefix="cosearch-time-")
-    runner = _make_runner(target, dataclasses.replace(config, repeat=repeat))
+    runner = acquire_runner(target, dataclasses.replace(config, repeat=repeat))
     try:
         builder = InProcessBuilder(tmp_root=scratch, workers=config.resolved_build_workers())
         built = builder.build([ms.builder.BuilderInput(m, tgt) for m in mods])
@@ -902,9 +900,7 @@ def time_kernels(mods: Sequence["tvm.IRModule"], target: "TargetSpec", *, config
                 out[i] = [1e6 * x for x in secs]
         return out
     finally:
-        pool = getattr(runner, "pool", None)
-        if pool is not None:
-            pool.shutdown()
+        release_runner(runner)
         shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -132,6 +132,9 @@ class Evaluator(abc.ABC):
     kind: str = "abstract"
     #: whether the run's clock includes wall time (False: the evaluator's simulated seconds alone)
     wall_clock: bool = True
+    #: (set-up seconds of one tuning call, seconds per trial) the search assumes before it has
+    #: timed calls of its own (``value.CallCost``)
+    call_cost_prior: tuple[float, float] = (5.0, 0.4)
 
     def __init__(self, space, estimator, trainer=None) -> None:
         self.space = space

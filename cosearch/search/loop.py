@@ -185,7 +185,7 @@ class Search:
         self.book.warm = len(self.book.curves)
         self.book.refit()
         self.curve_err: list[tuple[bool, float, bool]] = []  # online: (anchored, log(pred / truth), bound held)
-        self.cost = V.CallCost()  # seconds of a tuning call: set-up + trials x per-trial, fitted on the run's calls
+        self.cost = V.CallCost(*evaluator.call_cost_prior)  # seconds of a tuning call: set-up + trials x per-trial, fitted on the run's calls
         space_cfg = self.space.config()
         est_cfg = evaluator.estimator.config() if evaluator.estimator is not None else {"estimator": "synthetic"}
         if cfg.train_rung:  # the accuracy predictor then predicts trained accuracy from (encoding, screen score)
