@@ -159,3 +159,29 @@ def test_a_call_ended_early_does_not_mark_tasks_out_of_candidates(tmp_path, ende
     assert any(e.get("ended_early") for e in tunes) == ended_early
     exhausted = [w for w, c in s.book.curves.items() if c.exhausted]
     assert (not exhausted) if ended_early else exhausted
+
+
+def test_tuning_takes_the_clock_only_when_it_beats_what_proposals_gained(tmp_path, monkeypatch):
+    """One currency (``Search.tune_by_value``): the front's best tuning batch runs while its
+    predicted hypervolume gain per second beats the last generations' realised gain per second."""
+    from cosearch.search import loop
+
+    monkeypatch.setattr(loop, "SWITCH_WINDOW", 3)
+    first = _search(tmp_path, "v", max_archs=8, seed=2)
+    first.run()
+    gens = list(first.generations)
+    assert gens and all(sec > 0 and g >= 0 for sec, g in gens)
+    s = Search(first.cfg, tmp_path / "v", first.ev, schedules_dir=tmp_path / "v" / "sched", objectives=OBJ,
+               resume=True)
+    assert [x for g in s.generations for x in g] == pytest.approx([x for g in gens for x in g])  # kept by resume
+    n = s.trials
+    s.generations = [(10.0, 1e9)] * 3  # proposals gained far more per second than tuning can
+    s.tune_by_value()
+    assert s.trials == n
+    s.generations = [(10.0, 1e9)] * 2  # fewer generations than the window: no rate, no switch
+    s.tune_by_value()
+    assert s.trials == n
+    s.generations = [(10.0, 0.0)] * 3  # proposals gained nothing: tuning the front pays more
+    s.tune_by_value()
+    assert s.trials > n
+    assert any(e.get("reason") == "value" for e in _events(tmp_path / "v", "tune"))

@@ -24,9 +24,9 @@ def _one_line(e: BaseException) -> str:
 
 class EngineEvaluator(Evaluator):
     kind = "engine"
-    #: the engine keeps its measuring worker between calls (``tune.acquire_runner``): 8 trials of
-    #: one NB201 task in 0.8 s, 32 in 2.5 s (znver4; 5.0 and 7.2 s with a new worker per call)
-    call_cost_prior = (0.5, 0.1)
+    #: the engine keeps its measuring worker between calls (``tune.acquire_runner``): NB201 bench-net
+    #: tasks, 8 trials in 1.76 s, 32 in 5.71 s (bench/results/call_overhead.json, znver4)
+    call_cost_prior = (0.5, 0.2)
 
     def __init__(self, space, estimator, target, *, schedules_dir: Path, seed: int = 0, log_dir: Path | None = None,
                  cache: int = 48, tune_overrides: dict[str, Any] | None = None) -> None:

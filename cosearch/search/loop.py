@@ -36,6 +36,10 @@ from cosearch.search.proposer import Proposer
 STRATEGIES = ("joint", "sequential", "brute")
 PROXIES = ("flops", "untuned")
 RESULT_VERSION = 1
+#: generations whose front gain per second the joint search weighs tuning against
+#: (``Search.tune_by_value``); None (the default until replays show it pays, docs/search.md):
+#: the front is tuned past the cap only when proposals run out
+SWITCH_WINDOW: int | None = None
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,7 @@ class Search:
         self.arch_err: list[float] = []  # log(predicted / measured) of archs' latency predicted before tuning
         self.front_keys: list[str] = []
         self.hv = 0.0
+        self.generations: list[tuple[float, float]] = []  # (seconds, front hypervolume gain) of each generation
         self.phase = 1
         self.done = False
         self.out.mkdir(parents=True, exist_ok=True)
@@ -604,6 +609,7 @@ class Search:
             if not self.archs_left():
                 return "max_archs"
             batch, reason = [], None
+            t_gen, hv_gen = self.now(), self.hv
             while len(batch) < size:
                 if not self.budget_left():
                     reason = "budget"
@@ -622,14 +628,50 @@ class Search:
             for rec, handle in batch:
                 self.finish(rec, handle)
                 self._update()
+            self.generation_done(t_gen, hv_gen)
             if self.budget_left():
                 self.refine()
                 self.promote_deferred()
+                self.tune_by_value()
             self._update()
             if reason is not None:
                 if reason in ("exhausted", "max_archs") and self.cfg.budget_s is not None and self.budget_left():
                     self.finish_front()
                 return reason
+
+    def generation_done(self, t0: float, hv0: float) -> None:
+        """Record what a generation (screen a batch, tune and measure the members that may
+        reach the front) gave the front per second: the rate ``tune_by_value`` weighs tuning
+        against."""
+        sec, gain = self.now() - t0, max(0.0, self.hv - hv0)
+        if sec > 0:
+            self.generations.append((sec, gain))
+            self.j.write("generation", seconds=sec, hv_gain=gain)
+
+    def proposal_rate(self) -> float | None:
+        """Front hypervolume gained per second by the last ``SWITCH_WINDOW`` generations
+        (None: fewer so far, or the switch is off)."""
+        if SWITCH_WINDOW is None or len(self.generations) < SWITCH_WINDOW:
+            return None
+        g = self.generations[-SWITCH_WINDOW:]
+        return sum(d for _, d in g) / sum(s for s, _ in g)
+
+    def tune_by_value(self) -> None:
+        """One currency between proposing and tuning: while the best tuning batch of the front's
+        tasks (``value.choose_batch``, past the per-task cap up to ``CONVERGED_TRIALS``) is
+        predicted to gain more hypervolume per second than the last generations of proposals
+        gained, tune it; then propose again."""
+        while self.budget_left():
+            rate = self.proposal_rate()
+            if rate is None:
+                return
+            choice = self.best_tuning(front_only=True)
+            if choice is None or choice.rate <= rate:
+                return
+            n = self.trials
+            self.tune_choice(choice, reason="value")
+            if self.trials == n:
+                return
 
     def value_candidates(self, front_only: bool = False) -> list[V.Candidate]:
         """Measured archs with an accuracy, at their latency now (measured, scaled by how much
@@ -987,7 +1029,7 @@ class Search:
             if e == "propose":
                 self.archive[key] = Rec(ev["arch"], key, int(ev["n"]))
                 self.n_proposed = max(self.n_proposed, int(ev["n"]))
-            elif r is None and e not in ("tune", "tell", "phase", "front", "start", "done", "stop_task"):
+            elif r is None and e not in ("tune", "tell", "phase", "front", "start", "done", "stop_task", "generation"):
                 continue
             elif e == "plan":
                 r.tasks = [Task(w, int(wt), op, float(fl)) for w, wt, op, fl in ev["tasks"]]
@@ -1043,6 +1085,8 @@ class Search:
                 self.phase = int(ev.get("phase", 1))
             elif e == "stop_task":
                 self.stopped_tasks.add(ev["workload"])
+            elif e == "generation":
+                self.generations.append((float(ev["seconds"]), float(ev["hv_gain"])))
             elif e == "done":
                 self.done = True
         # proposals that never completed are forgotten (they may be proposed again)
