@@ -233,6 +233,11 @@ def _set_threads(n: int) -> None:  # runs in the runner's worker process
     os.environ["TVM_NUM_THREADS"] = str(n)
 
 
+def _runner_threads(target: "TargetSpec") -> int:
+    """Threads a local measuring worker runs kernels with."""
+    return target.threads or target.num_cores
+
+
 def _make_runner(target: "TargetSpec", config: TuneConfig):
     import functools
 
@@ -250,11 +255,10 @@ def _make_runner(target: "TargetSpec", config: TuneConfig):
             session_timeout_sec=int(math.ceil(target.rpc.session_timeout_s)),
         )
         return ms.runner.RPCRunner(rpc_config=rpc, evaluator_config=evaluator, max_workers=1)
-    threads = target.threads or target.num_cores
     return ms.runner.LocalRunner(
         timeout_sec=config.runner_timeout_s,
         evaluator_config=evaluator,
-        initializer=functools.partial(_set_threads, threads),
+        initializer=functools.partial(_set_threads, _runner_threads(target)),
     )
 
 
@@ -275,7 +279,7 @@ def acquire_runner(target: "TargetSpec", config: TuneConfig):
 
     if target.measure == "rpc":
         return _make_runner(target, config)
-    key = (target.threads or target.num_cores, config.number, config.repeat, config.runner_timeout_s)
+    key = (_runner_threads(target), config.number, config.repeat, config.runner_timeout_s)  # what _make_runner reads
     runner = _LOCAL_RUNNERS.get(key)
     if runner is None:
         runner = _make_runner(target, config)
