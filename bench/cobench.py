@@ -69,6 +69,7 @@ def summarize(runs: list[tuple[float, int, dict]], strategies: list[str]) -> lis
                 vals = [t[key] for t in ts if t.get(key) is not None]
                 return (statistics.median(vals) if vals else None), len(vals)
 
+            ex = [t["exported_vs_converged"] for t in ts if t.get("exported_vs_converged", {}).get("points")]
             t95, n95 = med("t95_measured_s")
             t99, n99 = med("t99_measured_s")
             rows.append({"budget_min": budget / 60, "strategy": s, "seeds": len(ts),
@@ -78,7 +79,13 @@ def summarize(runs: list[tuple[float, int, dict]], strategies: list[str]) -> lis
                          "vs_brute_indep": statistics.median(t["compute_vs_brute"]["independent"] for t in ts),
                          "vs_brute_shared": statistics.median(t["compute_vs_brute"]["shared"] for t in ts),
                          "evaluated": statistics.median(t["evaluated"] or 0 for t in ts),
-                         "trials": statistics.median(t["trials"] or 0 for t in ts)})
+                         "trials": statistics.median(t["trials"] or 0 for t in ts),
+                         # exported front points over their converged latency: median of the runs' medians,
+                         # worst point of any run, share of all points within 10 %
+                         "exported_median": statistics.median(e["median"] for e in ex) if ex else None,
+                         "exported_worst": max(e["max"] for e in ex) if ex else None,
+                         "exported_within10": (sum(e["within"] * e["points"] for e in ex)
+                                               / sum(e["points"] for e in ex)) if ex else None})
     return rows
 
 
@@ -167,7 +174,7 @@ def main(argv=None) -> int:
     plot(rows, out.with_suffix(".png"), f"{info['machine_key']} ({info['cpu']}), {info['archs_measured']} archs, "
          f"{args.seeds} seeds; true front from {args.oracle.split('/')[-1]}")
     print_table(rows, ["budget_min", "strategy", "ratio_conv_median", "ratio_conv_worst", "ratio_meas_median",
-                       "ratio_meas_worst", "t95_meas_s", "reached95", "vs_brute_indep", "vs_brute_shared",
+                       "ratio_meas_worst", "exported_median", "exported_within10", "t95_meas_s", "reached95", "vs_brute_indep", "vs_brute_shared",
                        "evaluated", "trials"])
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0

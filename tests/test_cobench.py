@@ -266,6 +266,11 @@ def test_replayed_search_is_deterministic_and_scored(synth, tmp_path):
     s = truth.score_result(tmp_path / "s1")
     assert 0 < s["ratio_converged"] <= 1 + 1e-9 and s["ratio_measured"] >= 0
     assert s["curve"] and s["curve"][-1][0] <= s["wall_s"] + 1e-6
+    ex = s["exported_vs_converged"]
+    result = json.loads((tmp_path / "s1" / "result.json").read_text())
+    by_hand = sorted(p["latency_ms"] / truth.bench.archs[truth.key(p["arch"])].ms for p in result["pareto"])
+    assert ex["points"] == len(by_hand) > 0 and ex["max"] == pytest.approx(by_hand[-1])
+    assert ex["within"] == pytest.approx(sum(v <= 1.1 for v in by_hand) / len(by_hand))
     b_ = truth.brute
     assert b_["shared_s"] < b_["independent_s"]
 

@@ -133,6 +133,7 @@ class Truth:
         out = rescore(front, self.bench, self.acc, self.obj)
         out["ratio_converged"] = out["hv_converged"] / self.hv if self.hv > 0 else 0.0
         out["ratio_measured"] = out["hv_measured"] / self.hv if self.hv > 0 else 0.0
+        out["exported_vs_converged"] = self.exported_vs_converged(front)
         out["wall_s"] = float(result.get("wall_s") or 0.0)
         curve = self.curve(run_dir)
         out["curve"] = curve
@@ -147,6 +148,17 @@ class Truth:
         for k in ("strategy", "proposed", "evaluated", "stopped_early", "trials"):
             out[k] = result.get(k)
         return out
+
+    def exported_vs_converged(self, front: Sequence[tuple[str, float | None]],
+                              tolerance: float = 0.10) -> dict[str, Any]:
+        """Per exported front point, its own measured latency over the benchmark's converged
+        latency of the same architecture (1.0: as fast as tuning to convergence makes it);
+        ``within`` is the share of points at most ``tolerance`` above converged."""
+        r = sorted(ms / self.bench.archs[k].ms for k, ms in front
+                   if k in self.acc and ms is not None and self.bench.archs[k].ms)
+        return {"points": len(r), "median": r[len(r) // 2] if r else None, "max": r[-1] if r else None,
+                "within": sum(1 for v in r if v <= 1.0 + tolerance) / len(r) if r else None,
+                "tolerance": tolerance}
 
     def curve(self, run_dir: Path) -> list[list[float]]:
         """[t, ratio at converged latency, ratio at the run's search-measured latency] per front event."""
