@@ -54,6 +54,32 @@ def _unit(*parts: Any) -> int:
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little")
 
 
+def followed_curve(bench: Bench, workload: str, seed: int) -> Curve | None:
+    """The recorded curve a replay of ``seed`` follows for ``workload``: one of the tuning seeds
+    whose curve of it is finished (a build in progress: finished curves only), picked by the seed."""
+    cs = bench.curves.get(workload, {})
+    seeds = [s for s in bench.seeds if s in cs and cs[s].converged]
+    if not seeds:
+        return None
+    return cs[seeds[_unit("replay-seed", int(seed), workload) % len(seeds)]]
+
+
+def run_converged_ms(bench: Bench, a: ArchEntry, seed: int) -> float:
+    """The architecture's end-to-end latency on a replay of ``seed`` with every task at the end
+    of the curve that replay follows: what tuning to convergence gives *that* run. It differs
+    from the benchmark's converged latency (the primary tuning seed's) where the tuning seeds
+    converged apart (on the NB201 benchmark one task ends at 54 µs on seed 0, 89 µs on seed 1)."""
+    conv = bench.kernel_sum_ms(a)
+    if not conv:
+        return float(a.ms)
+    tot = 0.0
+    for w, wt in a.tasks:
+        c = followed_curve(bench, w, seed)
+        us = c.final_us if c is not None and c.final_us is not None else bench.converged_us(w)
+        tot += wt * (us or 0.0)
+    return float(a.ms) * (tot / 1000.0) / conv
+
+
 def parse_replay(kind: str) -> str | None:
     """The BENCH path of ``replay:BENCH``, else ``None``."""
     name, sep, path = str(kind).partition(":")
@@ -103,11 +129,7 @@ class ReplayEvaluator(Evaluator):
         return a
 
     def curve(self, workload: str) -> Curve | None:
-        cs = self.bench.curves.get(workload, {})
-        seeds = [s for s in self.bench.seeds if s in cs and cs[s].converged]  # a build in progress: finished curves only
-        if not seeds:
-            return None
-        return cs[seeds[_unit("replay-seed", self.seed, workload) % len(seeds)]]
+        return followed_curve(self.bench, workload, self.seed)
 
     def best_us(self, workload: str, trials: int) -> float | None:
         c = self.curve(workload)

@@ -24,6 +24,7 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from cosearch.cobench.replay import run_converged_ms
 from cosearch.cobench.store import Bench, open_bench
 from cosearch.errors import CosearchError
 from cosearch.search import pareto
@@ -133,7 +134,7 @@ class Truth:
         out = rescore(front, self.bench, self.acc, self.obj)
         out["ratio_converged"] = out["hv_converged"] / self.hv if self.hv > 0 else 0.0
         out["ratio_measured"] = out["hv_measured"] / self.hv if self.hv > 0 else 0.0
-        out["exported_vs_converged"] = self.exported_vs_converged(front)
+        out["exported_vs_converged"] = self.exported_vs_converged(front, replay_seed=_replay_seed(run_dir, self.bench))
         out["wall_s"] = float(result.get("wall_s") or 0.0)
         curve = self.curve(run_dir)
         out["curve"] = curve
@@ -149,16 +150,25 @@ class Truth:
             out[k] = result.get(k)
         return out
 
-    def exported_vs_converged(self, front: Sequence[tuple[str, float | None]],
-                              tolerance: float = 0.10) -> dict[str, Any]:
+    def exported_vs_converged(self, front: Sequence[tuple[str, float | None]], tolerance: float = 0.10,
+                              replay_seed: int | None = None) -> dict[str, Any]:
         """Per exported front point, its own measured latency over the benchmark's converged
         latency of the same architecture (1.0: as fast as tuning to convergence makes it);
-        ``within`` is the share of points at most ``tolerance`` above converged."""
-        r = sorted(ms / self.bench.archs[k].ms for k, ms in front
-                   if k in self.acc and ms is not None and self.bench.archs[k].ms)
-        return {"points": len(r), "median": r[len(r) // 2] if r else None, "max": r[-1] if r else None,
-                "within": sum(1 for v in r if v <= 1.0 + tolerance) / len(r) if r else None,
-                "tolerance": tolerance}
+        ``within`` is the share of points at most ``tolerance`` above converged. For a replayed
+        run (``replay_seed``), ``run`` holds the same over the latency that tuning to
+        convergence gives that run (``replay.run_converged_ms``: the curves it followed)."""
+        pts = [(k, ms) for k, ms in front if k in self.acc and ms is not None and self.bench.archs[k].ms]
+
+        def stats(r: list[float]) -> dict[str, Any]:
+            r = sorted(r)
+            return {"points": len(r), "median": r[len(r) // 2] if r else None, "max": r[-1] if r else None,
+                    "within": sum(1 for v in r if v <= 1.0 + tolerance) / len(r) if r else None,
+                    "tolerance": tolerance}
+
+        out = stats([ms / self.bench.archs[k].ms for k, ms in pts])
+        if replay_seed is not None:
+            out["run"] = stats([ms / run_converged_ms(self.bench, self.bench.archs[k], replay_seed) for k, ms in pts])
+        return out
 
     def curve(self, run_dir: Path) -> list[list[float]]:
         """[t, ratio at converged latency, ratio at the run's search-measured latency] per front event."""
@@ -172,6 +182,17 @@ class Truth:
             pts.append([float(ev["t"]), r["hv_converged"] / self.hv if self.hv else 0.0,
                         r["hv_measured"] / self.hv if self.hv else 0.0])
         return pts
+
+
+def _replay_seed(run_dir: Path, bench: Bench) -> int | None:
+    """The replay seed of a run folder replayed on ``bench`` (its config.json), else None."""
+    try:
+        ev = json.loads((Path(run_dir) / "config.json").read_text()).get("evaluator", {})
+    except (OSError, ValueError):
+        return None
+    if ev.get("kind") != "replay" or ev.get("machine_key") != bench.machine_key:
+        return None
+    return int(ev.get("seed", 0))
 
 
 def score_runs(bench: str | Path, runs: Sequence[Path], *, oracle: str) -> dict[str, Any]:

@@ -10,7 +10,9 @@ badly (online log-RMSE 1.63 in the README main job). ``CurveModel`` splits them:
   task's own curve so far (trials done, horizon, recent slope, trials since its last
   improvement) and its kind, learnt by XGBoost over pairs ``(n, N)`` cut from the other
   tasks' curves. Before it has enough curves, a prior fitted once on the NB201 benchmark
-  of an AMD EPYC (``PRIOR_ANCHORED``, from ``bench/results/gain_predictor.json``).
+  of an AMD EPYC (``PRIOR_ANCHORED``, from ``bench/results/gain_predictor.json``). Past the
+  trials its training curves reached (``horizon``: a run's own curves stop where the run
+  stopped tuning) the prediction continues with that prior instead of extrapolating.
 - **unanchored** (never tuned): ``log best(N) = log work + rate``, the rate (log µs per
   unit of work: FLOPs for compute ops, tensor elements for memory ops) taken from the
   nearest tuned tasks of the same op kind (in log work), each at ``N`` trials on its own
@@ -207,6 +209,7 @@ class CurveModel:
         self.q_anchored: float | None = None  # conformal low quantile of anchored residuals
         self.q_neigh: float | None = None  # ... of neighbour-rate residuals
         self.n_pairs = 0
+        self.horizon = 0  # the most trials any training pair looked ahead to (the model's reach)
         self._memo: dict[tuple, CurvePrediction] = {}
 
     # -------------------------------------------------------------- training
@@ -218,6 +221,7 @@ class CurveModel:
         if len({c.workload for c in rich}) >= MIN_CURVES:
             X, y, g = self._pairs(rich)
             self.n_pairs = len(y)
+            self.horizon = int(round(float(np.max(np.exp(X[:, 0] + X[:, 1]))))) if len(y) else 0
             if len(y) >= 20:
                 self.model = self._train(X, y)
                 self.q_anchored = self._conformal_anchored(X, y, g)
@@ -317,9 +321,18 @@ class CurveModel:
                 return CurvePrediction(b, b, "exhausted" if c.exhausted else "anchored")
             mean_p, low_p = prior_anchored(n, total)
             if self.model is not None:
-                d = min(0.0, float(self.model.inplace_predict(np.asarray([anchored_features(c, n, total)]))[0]))
-                x = np.asarray([anchored_features(c, n, total)])
-                low = d + self.q_anchored * float(spread(x)[0]) if self.q_anchored is not None else min(d, low_p)
+                # the model answers up to the trials its training curves reached; the prior beyond
+                # (a run's own curves are short: extrapolating them underestimates late gains)
+                reach = min(total, max(n, self.horizon))
+                d = low = 0.0
+                if reach > n:
+                    x = np.asarray([anchored_features(c, n, reach)])
+                    d = min(0.0, float(self.model.inplace_predict(x)[0]))
+                    sp = float(spread(x)[0])
+                    low = d + self.q_anchored * sp if self.q_anchored is not None else min(d, prior_anchored(n, reach)[1])
+                if total > reach:
+                    pm, pl = prior_anchored(reach, total)
+                    d, low = d + pm, low + pl
                 return CurvePrediction(b * math.exp(d), b * math.exp(min(0.0, low)), "anchored")
             return CurvePrediction(b * math.exp(mean_p), b * math.exp(low_p), "anchored-prior")
         pool = [o for o in self.curves if o.workload != c.workload]

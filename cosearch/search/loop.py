@@ -40,6 +40,15 @@ RESULT_VERSION = 1
 #: (``Search.tune_by_value``); None (the default until replays show it pays, docs/search.md):
 #: the front is tuned past the cap only when proposals run out
 SWITCH_WINDOW: int | None = None
+#: the exported front is "finished" when every point's kernel sum is within this share of its
+#: predicted converged sum (issue 18: every exported artifact within 10 % of converged)
+FINISH_TOLERANCE = 0.10
+#: the finish is started early (``Search.finish_due``) only when its predicted cost fits in this
+#: share of the budget: a finish that cannot complete would only take the clock from exploring
+#: (replayed, docs/search.md)
+FINISH_MAX_SHARE = 0.5
+#: tasks per tuning call in the finish (one call's set-up shared by them)
+FINISH_TASKS_PER_CALL = 8
 
 
 @dataclass(frozen=True)
@@ -633,6 +642,8 @@ class Search:
                 self.refine()
                 self.promote_deferred()
                 self.tune_by_value()
+            if reason is None and self.finish_due():
+                self.finish_front(why="reserve")
             self._update()
             if reason is not None:
                 if reason in ("exhausted", "max_archs") and self.cfg.budget_s is not None and self.budget_left():
@@ -735,19 +746,59 @@ class Search:
                 self.do_measure(r, remeasure=True)
         self._refresh_front()
 
-    def finish_front(self) -> None:
-        """Proposals ran out with the clock left: tune the front's tasks past the per-task cap,
-        up to convergence (``CONVERGED_TRIALS``), by hypervolume gain per second
-        (``value.choose_batch``), until the clock runs out or no trial may pay.
+    def finish_plan(self) -> list[V.PlanStep]:
+        """``value.tolerance_plan`` for the front: what brings every point's kernel sum within
+        ``FINISH_TOLERANCE`` of its predicted converged sum (the curve model's point prediction
+        after ``CONVERGED_TRIALS`` per task), at the run's own seconds per trial and call set-up."""
+        cands = self.value_candidates(front_only=True)
+        tasks: dict[str, V.TaskNow] = {}
+        for w in sorted({w for c in cands for w in c.uses}):
+            s = self.state.get(w, TaskState(None, 0))
+            c = self.curve_of(w)
+            if not c.points:
+                continue
+            now = c.points[-1][1]
+            done = c.exhausted or s.trials >= CONVERGED_TRIALS
+            tasks[w] = V.TaskNow(s.trials, now, now if done else self.book.model.predict(c, CONVERGED_TRIALS).us)
+        overhead, per_trial = self.cost.fit()
+        return V.tolerance_plan(cands, tasks, lambda w, n: self.book.model.predict(self.curve_of(w), n).us,
+                                tol=FINISH_TOLERANCE, step_min=self.cfg.tune_batch, per_trial_s=per_trial,
+                                overhead_s=overhead, tasks_per_call=FINISH_TASKS_PER_CALL)
 
-        The gain is the curve model's *optimistic* one (down to its bound ``low_us``): the
-        clock left is spent on nothing else, and tuning curves drop in steps after plateaus
-        (a task flat at 32 trials may halve by 176), which the point prediction averages
-        away. Replayed at 20 min, seeds 0-7: joint >= sequential on 7/8 (4/8 with the point
-        prediction), median exported-front ratio 0.9905 vs 0.9868 (docs/search.md)."""
-        self.j.write("phase", phase="finish", time_left_s=self.time_left())
+    def finish_due(self) -> bool:
+        """Reserve what finishing costs (``value.reserve_due``): the clock left is no more than
+        the predicted seconds of ``finish_plan``, and those fit in ``FINISH_MAX_SHARE`` of the budget."""
+        if self.cfg.budget_s is None or not self.budget_left():
+            return False
+        need = sum(p.seconds for p in self.finish_plan())
+        return V.reserve_due(need, self.time_left(), self.cfg.budget_s, FINISH_MAX_SHARE)
+
+    def finish_choice(self) -> V.Choice | None:
+        """The finish's next tuning call: the first tasks of ``finish_plan`` while the front is
+        out of tolerance; then the front's best batch by optimistic hypervolume gain per second."""
+        plan = self.finish_plan()
+        if not plan:
+            return self.best_tuning(front_only=True, optimistic=True)
+        batch, gains = V.plan_batch(plan, FINISH_TASKS_PER_CALL)
+        overhead, per_trial = self.cost.fit()
+        value = V.tuning_gain(self.value_candidates(front_only=True), gains, self.obj)
+        return V.Choice(batch, gains, value, overhead + per_trial * sum(batch.values()))
+
+    def finish_front(self, why: str = "exhausted") -> None:
+        """Finish the front: tune its tasks past the per-task cap, up to convergence
+        (``CONVERGED_TRIALS``): first what brings every point within ``FINISH_TOLERANCE`` of its
+        predicted converged kernel sum (``finish_plan``), then by hypervolume gain per second
+        (``value.choose_batch``), until the clock runs out or no trial may pay. ``why``:
+        ``exhausted`` (proposals ran out with the clock left) or ``reserve`` (``finish_due``).
+
+        The hypervolume gain is the curve model's *optimistic* one (down to its bound
+        ``low_us``): the clock left is spent on nothing else, and tuning curves drop in steps
+        after plateaus (a task flat at 32 trials may halve by 176), which the point prediction
+        averages away. Replayed at 20 min, seeds 0-7: joint >= sequential on 7/8 (4/8 with the
+        point prediction), median exported-front ratio 0.9905 vs 0.9868 (docs/search.md)."""
+        self.j.write("phase", phase="finish", why=why, time_left_s=self.time_left())
         while self.budget_left():
-            choice = self.best_tuning(front_only=True, optimistic=True)
+            choice = self.finish_choice()
             if choice is None:
                 return
             n = self.trials

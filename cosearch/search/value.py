@@ -9,16 +9,18 @@ run's own tuning calls). ``choose_batch`` grows a batch greedily, one task at a 
 the rate improves: a call's set-up is paid once, so tasks that would not pay alone share it.
 Tasks no front candidate uses have no value, so trials go where the front needs them.
 
-The joint search uses it when its proposals run out with the clock left
-(``loop.Search.finish_front``): the front's tasks are tuned past the per-task cap, up to
-``CONVERGED_TRIALS``.
+The joint search finishes its front with it (``loop.Search.finish_front``): the front's
+tasks are tuned past the per-task cap, up to ``CONVERGED_TRIALS``, first by
+``tolerance_plan`` (what brings every front point within a tolerance of its predicted
+converged latency, cheapest first), then by ``choose_batch``. ``reserve_due`` says when to
+start: when the clock left is what the plan costs, if that fits in a share of the budget.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from cosearch.search import pareto
 
@@ -141,3 +143,83 @@ class CallCost:
     @property
     def per_trial_s(self) -> float:
         return self.fit()[1]
+
+
+@dataclass(frozen=True)
+class TaskNow:
+    """A front task as the finish sees it: trials so far, best µs now, predicted converged µs
+    (after ``CONVERGED_TRIALS``; equal to ``now_us`` when no more gain is possible)."""
+
+    trials: int
+    now_us: float
+    conv_us: float
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    workload: str
+    trials: int  # more trials
+    seconds: float  # predicted, with its share of a call's set-up
+    gain_us: float  # predicted drop of the task's best µs
+
+
+def tolerance_plan(cands: Sequence[Candidate], tasks: Mapping[str, TaskNow], predict: Callable[[str, int], float], *,
+                   tol: float, step_min: int, per_trial_s: float, overhead_s: float, tasks_per_call: int,
+                   converged_trials: int = CONVERGED_TRIALS) -> list[PlanStep]:
+    """What bringing every candidate's weighted kernel sum within ``tol`` of its predicted
+    converged sum takes: greedy steps, each a doubling of one task's trials (at least
+    ``step_min``, at most up to ``converged_trials``), the step that removes the most of the
+    candidates' summed excess over their tolerance per predicted second first. ``predict(w, n)``:
+    the task's predicted best µs after ``n`` trials in all. A task's first step also pays
+    ``overhead_s / tasks_per_call`` (calls are shared). Empty: within tolerance as predicted."""
+    now = {w: t.now_us for w, t in tasks.items()}
+    trials = {w: t.trials for w, t in tasks.items()}
+    conv = {w: min(t.now_us, t.conv_us) for w, t in tasks.items()}
+    goals = [(c.uses, (1.0 + tol) * sum(u * conv.get(w, 0.0) for w, u in c.uses.items())) for c in cands]
+
+    def excess() -> float:
+        return sum(max(0.0, sum(u * now.get(w, 0.0) for w, u in uses.items()) - g) for uses, g in goals)
+
+    plan: list[PlanStep] = []
+    left = excess()
+    while left > 1e-9:
+        best = None
+        for w in sorted(now):
+            if now[w] <= conv[w] * (1 + 1e-9) or trials[w] >= converged_trials:
+                continue
+            step = min(max(step_min, trials[w]), converged_trials - trials[w])
+            total = trials[w] + step
+            us = conv[w] if total >= converged_trials else max(conv[w], min(now[w], predict(w, total)))
+            old, now[w] = now[w], us
+            drop = left - excess()
+            now[w] = old
+            sec = step * per_trial_s + (overhead_s / tasks_per_call if w not in {p.workload for p in plan} else 0.0)
+            if drop > 0 and (best is None or drop / sec > best[0]):
+                best = (drop / sec, PlanStep(w, step, sec, now[w] - us))
+        if best is None:
+            break
+        st = best[1]
+        plan.append(st)
+        now[st.workload] -= st.gain_us
+        trials[st.workload] += st.trials
+        left = excess()
+    return plan
+
+
+def plan_batch(plan: Sequence[PlanStep], max_tasks: int) -> tuple[dict[str, int], dict[str, float]]:
+    """The next tuning call of a plan: its first ``max_tasks`` tasks, each with all its planned
+    trials and predicted gain."""
+    batch: dict[str, int] = {}
+    gains: dict[str, float] = {}
+    for p in plan:
+        if p.workload in batch or len(batch) < max_tasks:
+            batch[p.workload] = batch.get(p.workload, 0) + p.trials
+            gains[p.workload] = gains.get(p.workload, 0.0) + p.gain_us
+    return batch, gains
+
+
+def reserve_due(need_s: float, time_left_s: float, budget_s: float, max_share: float) -> bool:
+    """Reserve what finishing costs: finish now if the clock left is no more than the predicted
+    ``need_s``, provided it fits in ``max_share`` of the budget (a finish that cannot complete
+    would only take the clock from exploring)."""
+    return 0.0 < need_s <= max_share * budget_s and time_left_s <= need_s
