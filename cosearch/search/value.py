@@ -181,6 +181,7 @@ def tolerance_plan(cands: Sequence[Candidate], tasks: Mapping[str, TaskNow], pre
         return sum(max(0.0, sum(u * now.get(w, 0.0) for w, u in uses.items()) - g) for uses, g in goals)
 
     plan: list[PlanStep] = []
+    tuned: set[str] = set()  # tasks with a step already (their call's set-up is paid)
     left = excess()
     while left > 1e-9:
         best = None
@@ -193,13 +194,14 @@ def tolerance_plan(cands: Sequence[Candidate], tasks: Mapping[str, TaskNow], pre
             old, now[w] = now[w], us
             drop = left - excess()
             now[w] = old
-            sec = step * per_trial_s + (overhead_s / tasks_per_call if w not in {p.workload for p in plan} else 0.0)
+            sec = step * per_trial_s + (0.0 if w in tuned else overhead_s / tasks_per_call)
             if drop > 0 and (best is None or drop / sec > best[0]):
                 best = (drop / sec, PlanStep(w, step, sec, now[w] - us))
         if best is None:
             break
         st = best[1]
         plan.append(st)
+        tuned.add(st.workload)
         now[st.workload] -= st.gain_us
         trials[st.workload] += st.trials
         left = excess()
