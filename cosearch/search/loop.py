@@ -746,11 +746,13 @@ class Search:
                 self.do_measure(r, remeasure=True)
         self._refresh_front()
 
-    def finish_plan(self) -> list[V.PlanStep]:
-        """``value.tolerance_plan`` for the front: what brings every point's kernel sum within
+    def finish_plan(self, cands: list[V.Candidate] | None = None) -> list[V.PlanStep]:
+        """``value.tolerance_plan`` for the front (``cands``: ``value_candidates(front_only=True)``,
+        computed when not given): what brings every point's kernel sum within
         ``FINISH_TOLERANCE`` of its predicted converged sum (the curve model's point prediction
         after ``CONVERGED_TRIALS`` per task), at the run's own seconds per trial and call set-up."""
-        cands = self.value_candidates(front_only=True)
+        if cands is None:
+            cands = self.value_candidates(front_only=True)
         tasks: dict[str, V.TaskNow] = {}
         for w in sorted({w for c in cands for w in c.uses}):
             s = self.state.get(w, TaskState(None, 0))
@@ -776,12 +778,13 @@ class Search:
     def finish_choice(self) -> V.Choice | None:
         """The finish's next tuning call: the first tasks of ``finish_plan`` while the front is
         out of tolerance; then the front's best batch by optimistic hypervolume gain per second."""
-        plan = self.finish_plan()
+        cands = self.value_candidates(front_only=True)
+        plan = self.finish_plan(cands)
         if not plan:
             return self.best_tuning(front_only=True, optimistic=True)
         batch, gains = V.plan_batch(plan, FINISH_TASKS_PER_CALL)
         overhead, per_trial = self.cost.fit()
-        value = V.tuning_gain(self.value_candidates(front_only=True), gains, self.obj)
+        value = V.tuning_gain(cands, gains, self.obj)
         return V.Choice(batch, gains, value, overhead + per_trial * sum(batch.values()))
 
     def finish_front(self, why: str = "exhausted") -> None:
