@@ -5,10 +5,10 @@
 The joint search tunes in many small calls (a batch of a few tasks, 8-32 trials). Each call
 used to construct its own MetaSchedule ``LocalRunner``, whose worker process imports TVM and
 passes a sanity check before the first measurement; calls now share one per measurement
-setting (``cosearch.compile.tune.acquire_runner``). This times the same calls both ways,
+setting (``cosearch.compile.tuning.runner.acquire_runner``). This times the same calls both ways,
 interleaved (``--rounds`` rounds, each running every call shape once per mode, alternating
 which mode goes first), into fresh databases: ``fresh`` shuts the shared worker down before
-every call (``tune.close_runners``), which is what every call paid before. Reports per shape
+every call (``runner.close_runners``), which is what every call paid before. Reports per shape
 the median seconds of each mode, their difference (the per-call set-up saved) and ratio.
 
 Times things: run it alone on a quiet machine. Writes ``bench/results/call_overhead.json``
@@ -41,9 +41,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
-    from cosearch.compile import engine, tune
+    from cosearch.compile import engine
+    from cosearch.compile.tuning import runner as runners
     from cosearch.compile.target import load_target
-    from cosearch.compile.tune import TuneConfig
+    from cosearch.compile.tuning.config import TuneConfig
     from cosearch.space import create_space
 
     target = load_target(args.target)
@@ -59,9 +60,9 @@ def main(argv=None) -> int:
                 for mode in modes:
                     db = root / f"{mode}-{trials}-{k}-{r}"
                     if mode == "fresh":
-                        tune.close_runners()
+                        runners.close_runners()
                     else:
-                        tune.acquire_runner(target, TuneConfig())  # started outside the timed call
+                        runners.acquire_runner(target, TuneConfig())  # started outside the timed call
                     cfg = TuneConfig(trials=trials, patience=None, seed=args.seed + r)
                     t0 = time.perf_counter()
                     out = engine.tune_tasks(tasks[:k], target, database_dir=db, trials=trials, config=cfg)

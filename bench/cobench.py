@@ -34,7 +34,7 @@ from bench.common import RESULTS, machine, print_table  # noqa: E402
 def one(bench: str, oracle: str, strategies: list[str], budget_s: float, seed: int, out: str,
         rescore: bool = False) -> dict:
     from cosearch.search.compare import run_compare
-    from cosearch.search.loop import SearchConfig
+    from cosearch.search.config import SearchConfig
 
     out_p = Path(out)
     if (out_p / "compare.json").exists():

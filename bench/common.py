@@ -103,8 +103,8 @@ def print_table(rows: Sequence[dict[str, Any]], cols: Sequence[str]) -> None:
 
 
 # --------------------------------------------------------------------------- real graphs
-# ONNX model-zoo graphs shipped with the ``onnx`` package, seeded weights (cosearch.compile.zoo)
-from cosearch.compile.zoo import LIGHT_MODELS, light_path, randomized_light  # noqa: E402,F401
+# ONNX model-zoo graphs shipped with the ``onnx`` package, seeded weights (bench.zoo)
+from bench.zoo import LIGHT_MODELS, light_path, randomized_light  # noqa: E402,F401
 
 
 def onnx_flops(model) -> float:

@@ -43,7 +43,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_table, write_results  # noqa: E402
 
-from cosearch.compile.early_stop import EarlyStopRule, TaskFeatures, TaskProgress  # noqa: E402
+from cosearch.compile.tuning.stop import EarlyStopRule, TaskFeatures, TaskProgress  # noqa: E402
 
 RULES = ("never", "stall", "xgb")
 
@@ -103,11 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from scipy.stats import spearmanr
 
-    from cosearch.compile import early_stop, engine
-    from cosearch.compile.measure import SEARCH_MEASURE, measure_local, resolved_threads
-    from cosearch.compile.stop_model import XGBStop, refit_and_save
+    from cosearch.compile import engine
+    from cosearch.compile.tuning import stop as early_stop
+    from cosearch.compile.deploy.measure import SEARCH_MEASURE, measure_local, resolved_threads
+    from cosearch.compile.tuning.stop.xgb import XGBStop, refit_and_save
     from cosearch.compile.target import load_target
-    from cosearch.compile.tune import TuneConfig
+    from cosearch.compile.tuning.config import TuneConfig
     from cosearch.space import create_space
 
     target = load_target(args.target)

@@ -59,8 +59,8 @@ def run_seed(cfg, out: Path) -> dict:
 
 def remeasure(out: Path, data: dict, rounds: int) -> dict[str, list[dict]]:
     """Every front artifact of every strategy, timed interleaved at 1 and 2 threads."""
-    from cosearch.compile.artifact import load_artifact
-    from cosearch.compile.measure import MeasureConfig, measure_interleaved
+    from cosearch.compile.deploy.artifact import load_artifact
+    from cosearch.compile.deploy.measure import MeasureConfig, measure_interleaved
 
     items = []
     for s in STRATEGIES:
@@ -109,7 +109,7 @@ def main() -> int:
     from bench.search_efficiency import derived_table
     from cosearch.compile.target import load_target
     from cosearch.search import pareto
-    from cosearch.search.loop import SearchConfig, parse_duration
+    from cosearch.search.config import SearchConfig, parse_duration
 
     budget = parse_duration(args.budget)
     est = args.estimator or (f"table:{derived_table(RESULTS / 'nb201_subset725_table.csv')}"

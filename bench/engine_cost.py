@@ -41,7 +41,7 @@ ARCHS = [
 
 
 def _batches(db: Path) -> list[dict]:
-    from cosearch.compile import history
+    from cosearch.compile.storage import history
 
     return [e for e in history.read(db) if e["event"] == "batch"] if db.exists() else []
 
@@ -80,7 +80,7 @@ def kill_runs(n: int, seed: int, work: Path, lo: float, hi: float) -> list[dict]
 def persist_overhead(trials: int, work: Path) -> dict:
     from cosearch.compile import engine
     from cosearch.compile.target import load_target
-    from cosearch.compile.tune import TuneConfig
+    from cosearch.compile.tuning.config import TuneConfig
     from cosearch.space import create_space
 
     space = create_space("nb201")
@@ -101,7 +101,7 @@ import json, sys, time
 t0 = time.perf_counter()
 from cosearch.compile import engine
 from cosearch.compile.target import load_target
-from cosearch.compile.measure import measure, SEARCH_MEASURE
+from cosearch.compile.deploy.measure import measure, SEARCH_MEASURE
 from cosearch.space import create_space
 t_import = time.perf_counter()
 space = create_space("nb201"); target = load_target("host")
@@ -148,9 +148,9 @@ def main() -> int:
         kills = kill_runs(args.kills, args.seed, work, lo, hi)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    from cosearch.compile.artifact import package_versions
+    from cosearch.compile.deploy.artifact import package_versions
 
-    from cosearch.compile.tune import TuneConfig
+    from cosearch.compile.tuning.config import TuneConfig
 
     result = {"config": vars(args) | {"archs": ARCHS, "cpu_count": os.cpu_count(),
                                       "task_scheduler": TuneConfig().task_scheduler},

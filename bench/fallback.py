@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
     import tvm
 
-    from cosearch.compile import fallback as fb
+    from cosearch.compile.codegen import fallback as fb
     from cosearch.compile.codegen import KernelCache, compile_with_database
     from cosearch.compile.frontend import from_onnx
     from cosearch.compile.target import load_target
@@ -121,11 +121,12 @@ def overhead(args) -> int:
     import tvm
     from tvm.relax.transform import MetaScheduleApplyDatabase
 
-    from cosearch.compile import fallback as fb
-    from cosearch.compile.database import open_database
+    from cosearch.compile.codegen import fallback as fb
+    from cosearch.compile.storage.database import open_database
     from cosearch.compile.frontend import from_torch
     from cosearch.compile.target import load_target
-    from cosearch.compile.tune import TuneConfig, tune_and_compile
+    from cosearch.compile.tuning.config import TuneConfig
+    from cosearch.compile.pipeline import tune_and_compile
     from cosearch.space import create_space
 
     space = create_space("nb201")

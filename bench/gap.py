@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     from cosearch.compile import engine
     from cosearch.compile.frontend import from_onnx
     from cosearch.compile.target import load_target
-    from cosearch.compile.tune import TuneConfig
+    from cosearch.compile.tuning.config import TuneConfig
 
     target = load_target(args.target)
     variants = [parse_variant(v) for v in args.variants]

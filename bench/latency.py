@@ -3,7 +3,7 @@ ONNX Runtime, PyTorch (eager, torch.compile) where a faithful torch model exists
 and TVM tuned at increasing budgets -- incremental, into one database per network
 (budget 2 continues budget 1). Per TVM row: ratio to ONNX Runtime, GFLOP/s,
 tuning seconds, the database's kernel sum and the fitted end-to-end prediction
-(``cosearch.compile.latency_model``) with their errors vs the measured median.
+(``bench.latency_model``) with their errors vs the measured median.
 
 Networks: the ONNX model-zoo graphs of the ``onnx`` package (SqueezeNet,
 ShuffleNet, ResNet-50, Inception v1; 224x224, seeded random weights) and the
@@ -45,7 +45,7 @@ QUICK = {"nets": "nb201,squeezenet", "budgets": "16,32", "repeat": 12, "rounds":
 
 def _variants():
     """Named tuning settings for ``--variants``: budget (trials, or seconds when timed), seed -> TuneConfig."""
-    from cosearch.compile.tune import TuneConfig
+    from cosearch.compile.tuning.config import TuneConfig
 
     def clock(make):
         return lambda budget, seed, timed: make(budget, seed) if timed else TuneConfig(trials=int(budget), seed=seed)
@@ -135,10 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     import tvm
 
     from cosearch.compile import engine
-    from cosearch.compile import latency_model as lm
+    from bench import latency_model as lm
     from cosearch.compile.frontend import from_onnx
     from cosearch.compile.target import load_target
-    from cosearch.compile.tune import TuneConfig, tune_and_compile
+    from cosearch.compile.tuning.config import TuneConfig
+    from cosearch.compile.pipeline import tune_and_compile
 
     torch.set_num_threads(args.threads)
     target = load_target(args.target)

@@ -64,9 +64,9 @@ def _baseline(net, x, imported, target, db: Path, threads, mcfg) -> dict:
     """Export, compile and measure as before this change, for the side-by-side ratio."""
     import torch
 
-    from cosearch.compile import database as dbmod
-    from cosearch.compile.measure import measure_local
-    from cosearch.compile.tune import compile_with_database
+    from cosearch.compile.storage import database as dbmod
+    from cosearch.compile.deploy.measure import measure_local
+    from cosearch.compile.codegen import compile_with_database
 
     torch.set_num_threads(threads or 1)
     t0 = time.perf_counter()
@@ -102,12 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from cosearch.compile import database as dbmod
+    from cosearch.compile.storage import database as dbmod
     from cosearch.compile.frontend import extract_tasks, from_torch
-    from cosearch.compile.measure import MeasureConfig, measure_local, resolved_threads
+    from cosearch.compile.deploy.measure import MeasureConfig, measure_local, resolved_threads
     from cosearch.compile.target import load_target
-    from cosearch.compile.measure import SEARCH_MEASURE
-    from cosearch.compile.tune import KERNEL_CACHE, TuneConfig, tune_and_compile
+    from cosearch.compile.deploy.measure import SEARCH_MEASURE
+    from cosearch.compile.codegen import KERNEL_CACHE
+    from cosearch.compile.tuning.config import TuneConfig
+    from cosearch.compile.pipeline import tune_and_compile
     from cosearch.space import create_space
 
     target = load_target(args.target)

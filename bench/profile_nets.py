@@ -8,7 +8,7 @@ flush (cold); the time outside kernels (VM builtins: allocation, shape checks,
 dispatch); per dominant kernel its GFLOP/s against this CPU's measured FP32 peak
 and ONNX Runtime's per-node time (``SessionOptions.enable_profiling``) by op
 category. Every network's (plan, database, e2e) also becomes a latency sample in
-its database (``cosearch.compile.latency_model.record_measurement``).
+its database (``bench.latency_model.record_measurement``).
 
     python bench/profile_nets.py --quick                   # 2 small nets, few trials
     python bench/profile_nets.py                           # all six, --trials 64
@@ -125,11 +125,12 @@ def profile_one(name: str, args, target, peak_gflops: float, work: Path) -> dict
     import numpy as np
 
     from cosearch.compile import engine
-    from cosearch.compile import latency_model as lm
+    from bench import latency_model as lm
     from cosearch.compile.codegen import compile_with_database
-    from cosearch.compile.database import open_database
+    from cosearch.compile.storage.database import open_database
     from cosearch.compile.frontend import from_onnx
-    from cosearch.compile.tune import TuneConfig, tune_and_compile
+    from cosearch.compile.tuning.config import TuneConfig
+    from cosearch.compile.pipeline import tune_and_compile
 
     model, x, desc = load_net(name, seed=args.seed)
     flops = onnx_flops(model)

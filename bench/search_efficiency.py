@@ -71,7 +71,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from cosearch.search.compare import run_compare, time_to
-    from cosearch.search.loop import SearchConfig, parse_duration
+    from cosearch.search.config import SearchConfig, parse_duration
 
     budget = parse_duration(args.budget or ("600s" if args.evaluator == "fake" else "10m"))
     table = derived_table(RESULTS / "nb201_subset725_table.csv")

@@ -27,9 +27,10 @@ from common import print_table, write_results  # noqa: E402
 def _run(seed: int, budget: float, epochs: int, early_stop: bool, work: Path) -> dict:
     from cosearch.search import pareto
     from cosearch.search.api import run_search
-    from cosearch.search.evaluator import FakeEvaluator
+    from cosearch.search.testing import FakeEvaluator
     from cosearch.search.journal import read_journal
-    from cosearch.search.loop import Search, SearchConfig
+    from cosearch.search.config import SearchConfig
+    from cosearch.search.loop import Search
     from cosearch.space import create_space
 
     cfg = SearchConfig(strategy="joint", space="nb201", estimator="synthetic+train", evaluator="fake",

@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from cosearch.compile.frontend import from_onnx, torch_to_onnx
     from cosearch.compile.target import load_target
-    from cosearch.compile.tune import TuneConfig, tune_and_compile
+    from cosearch.compile.tuning.config import TuneConfig
+    from cosearch.compile.pipeline import tune_and_compile
     from cosearch.space import create_space
 
     variants = {}

@@ -2,7 +2,10 @@
 
 Data flow: ``space`` (architectures) -> ``estimate`` (training-free accuracy)
 -> ``compile`` (targets, import, MetaSchedule tuning, schedule databases,
-artifacts) -> ``search`` (joint loop; later issues).
+artifacts) -> ``search`` (the joint loop and its baselines); ``cobench`` holds the
+benchmarks strategies are scored on, ``train`` the short-training rung. The packages
+and where to add a space, an estimator, a strategy, a stop rule or a target:
+``docs/architecture.md``.
 """
 
 from cosearch.errors import CosearchError

@@ -54,3 +54,10 @@ def space_settings(items: list[str]) -> dict:
         except ValueError:
             raise CosearchError(f"--space-opt {it!r}: value must be an integer") from None
     return out
+
+
+def add_schedule_options(p, *, default: str) -> None:
+    """``--schedules DIR`` and ``--accept-foreign-schedules``, alike in every verb that compiles."""
+    p.add_argument("--schedules", default=None, metavar="DIR", help=f"schedule database (default: {default})")
+    p.add_argument("--accept-foreign-schedules", action="store_true",
+                   help="use a --schedules database tuned for another resolved target (CPU) with a warning")

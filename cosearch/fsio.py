@@ -3,9 +3,11 @@ A reader sees the old file or the new one, never half of either."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -26,6 +28,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
+    """``data`` as indented JSON (values JSON lacks written as ``str``), then a newline."""
+    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def creatable(path: str | os.PathLike) -> tuple[bool, Path]:

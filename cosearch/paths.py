@@ -30,7 +30,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cosearch.compile.target import TargetSpec
+    from typing import Protocol
+
+    class HasMachineKey(Protocol):  # a TargetSpec (cosearch.compile.target)
+        def machine_key(self) -> str: ...
 
 TARGETS_ENV = "COSEARCH_TARGETS_DIR"
 SCHEDULES_ENV = "COSEARCH_SCHEDULES"
@@ -115,7 +118,7 @@ def default_schedules_root() -> Path:
     return user_data_dir() / "schedules"
 
 
-def default_schedules_dir(target: "TargetSpec") -> Path:
+def default_schedules_dir(target: "HasMachineKey") -> Path:
     """``default_schedules_root() / target.machine_key()``: schedules tuned for one
     target identity (ISA, CPU, cores) never mix with another's."""
     return default_schedules_root() / target.machine_key()

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # bench/ modules the tests share (bench.zoo, bench.latency_model)
+    sys.path.insert(0, str(REPO))
 
 
 def make_tiny_conv_onnx(path: Path | None = None, *, seed: int = 0, size: int = 16, channels: int = 8):
@@ -114,7 +116,8 @@ def host_tuned(tiny_onnx, tmp_path_factory):
     again in a subprocess. Returns a dict: target, imported, result, config, db."""
     from cosearch.compile.frontend import from_onnx
     from cosearch.compile.target import load_target
-    from cosearch.compile.tune import TuneConfig, tune_and_compile
+    from cosearch.compile.tuning.config import TuneConfig
+    from cosearch.compile.pipeline import tune_and_compile
 
     target = load_target("host")
     imported = from_onnx(tiny_onnx)

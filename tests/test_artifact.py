@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from cosearch.compile.artifact import (
+from cosearch.compile.deploy.artifact import (
     SCHEMA,
     check_out_dir,
     is_artifact_dir,
@@ -20,7 +20,7 @@ from cosearch.compile.artifact import (
     why_not_runnable_here,
     write_artifact,
 )
-from cosearch.compile.measure import Latency, MeasureConfig, measure, measure_local
+from cosearch.compile.deploy.measure import Latency, MeasureConfig, measure, measure_local
 from cosearch.errors import CosearchError
 
 pytestmark = pytest.mark.tvm

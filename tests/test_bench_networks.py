@@ -43,7 +43,8 @@ def test_tuned_bench_network_equals_onnxruntime(name, tmp_path):
 
     from cosearch.compile.frontend import from_onnx
     from cosearch.compile.target import load_target
-    from cosearch.compile.tune import TuneConfig, tune_and_compile
+    from cosearch.compile.tuning.config import TuneConfig
+    from cosearch.compile.pipeline import tune_and_compile
 
     common = _bench_common()
     assert name in list(common.LIGHT_MODELS) + list(common.MODELS)  # still a bench network

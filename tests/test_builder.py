@@ -10,7 +10,7 @@ import tvm
 from tvm import te
 from tvm.s_tir.meta_schedule.builder import BuilderInput
 
-from cosearch.compile.builder import InProcessBuilder
+from cosearch.compile.tuning.builder import InProcessBuilder
 
 
 def _add_one(n: int) -> tvm.IRModule:

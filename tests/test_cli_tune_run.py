@@ -53,7 +53,7 @@ def test_tune_then_run(artifact):
 def test_tune_for_a_time_in_a_layout(tiny_onnx, tmp_path):
     """``--time``: real tuning bounded by the clock with the long search settings; ``--layout``:
     the conv layout at import, recorded in the run config; the artifact still runs correctly."""
-    from cosearch.compile import history
+    from cosearch.compile.storage import history
 
     out, db = tmp_path / "art", tmp_path / "db"
     r = run_cli("tune", tiny_onnx, "--target", "host", "--out", out, "--schedules", db, "--time", "15s",

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from cosearch.compile import fallback as fb
+from cosearch.compile.codegen import fallback as fb
 from cosearch.compile.codegen import KernelCache, compile_with_database
 from cosearch.compile.frontend import from_onnx
 from cosearch.compile.target import load_target
@@ -67,7 +67,7 @@ def _trace_on(mod, tgt):
     """The trace of a design-space sample of ``mod`` (what a tuning record holds)."""
     from tvm.s_tir import meta_schedule as ms
 
-    from cosearch.compile.intrin import ensure_tensor_intrinsics
+    from cosearch.compile.codegen.intrin import ensure_tensor_intrinsics
 
     ensure_tensor_intrinsics(tgt)
     ctx = ms.TuneContext(mod=mod, target=tgt, space_generator="post-order-apply", task_name="t", num_threads=1,

@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 
-from cosearch.compile.database import (
+from cosearch.compile.storage.database import (
     RECORD_FILE,
     WORKLOAD_FILE,
     DatabaseWarning,
@@ -27,7 +27,7 @@ WRITER = textwrap.dedent(
     import tvm
     from tvm import te
     from tvm.s_tir import meta_schedule as ms
-    from cosearch.compile.database import merge_records
+    from cosearch.compile.storage.database import merge_records
 
     def workload(n):
         a = te.placeholder((n, n), name="A"); b = te.placeholder((n, n), name="B")

@@ -37,10 +37,11 @@ def _net(relu: bool):
 def test_variant_records_replay_after_reload(tmp_path):
     import torch
 
-    from cosearch.compile import database as dbmod
+    from cosearch.compile.storage import database as dbmod
     from cosearch.compile.frontend import from_torch
     from cosearch.compile.target import load_target
-    from cosearch.compile.tune import TuneConfig, tune_and_compile
+    from cosearch.compile.tuning.config import TuneConfig
+    from cosearch.compile.pipeline import tune_and_compile
 
     target = load_target("host")
     x = torch.randn(1, 8, 12, 12)

@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 
-from cosearch.compile.dbtarget import SCHEMA, TARGET_FILE, ForeignSchedulesWarning, bind_database, read_binding
+from cosearch.compile.target.binding import SCHEMA, TARGET_FILE, ForeignSchedulesWarning, bind_database, read_binding
 from cosearch.compile.target import load_target
 from cosearch.errors import CosearchError
 from cosearch.paths import default_schedules_dir

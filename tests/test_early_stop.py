@@ -1,5 +1,5 @@
 """Early-stop rules on the TaskFeatures/TaskProgress interface, TaskStats, and the
-XGBoost rule (``cosearch.compile.stop_model``) on synthetic task histories. No TVM."""
+XGBoost rule (``cosearch.compile.tuning.stop.xgb``) on synthetic task histories. No TVM."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import random
 
 import pytest
 
-from cosearch.compile import early_stop, history
-from cosearch.compile.early_stop import Stall, TaskFeatures, TaskProgress, TaskStats
-from cosearch.compile.stop_model import FEATURES, MODEL_FILE, XGBStop, featurize, refit_and_save, replay
+from cosearch.compile.storage import history
+from cosearch.compile.tuning import stop as early_stop
+from cosearch.compile.tuning.stop import Stall, TaskFeatures, TaskProgress, TaskStats
+from cosearch.compile.tuning.stop.xgb import FEATURES, MODEL_FILE, XGBStop, featurize, refit_and_save, replay
 from cosearch.errors import CosearchError
 
 INF = math.inf

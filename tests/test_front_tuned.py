@@ -26,7 +26,7 @@ import pytest
 def test_a_small_searchs_front_gains_under_10_percent_from_256_more_trials(tmp_path):
     from cosearch.compile import engine
     from cosearch.compile.target import load_target
-    from cosearch.compile.tune import TuneConfig
+    from cosearch.compile.tuning.config import TuneConfig
     from cosearch.space import create_space
 
     out, sched = tmp_path / "run", tmp_path / "schedules"

@@ -123,16 +123,33 @@ def test_nb201_network_imports_exactly():
     np.testing.assert_allclose(_run_untuned(imported, x), ref, rtol=1e-4, atol=1e-4)
 
 
+class ThreadsSeen(torch.nn.Module):
+    """Runs ``net``, noting torch's thread count each time the exporter traces it."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.threads: list[int] = []
+
+    def forward(self, x):
+        self.threads.append(torch.get_num_threads())
+        return self.net(x)
+
+
 def test_export_uses_one_thread_and_restores_torch_threads(net_and_input):
     """The exporter's trace runs single-threaded (much faster on a loaded machine);
-    the caller's torch thread count is restored afterwards."""
+    the caller's torch thread count is restored afterwards, also when the export fails."""
     net, x = net_and_input[:2]
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        imported = from_torch(net, (x,))
+        seen = ThreadsSeen(net)
+        imported = from_torch(seen, (x,))
+        assert seen.threads and set(seen.threads) == {1}, seen.threads  # traced, single-threaded
+        assert torch.get_num_threads() == 2 and len(imported.onnx_model.graph.node) > 0
+        with pytest.raises(CosearchError, match="torch.onnx.export failed"):
+            torch_to_onnx(seen, ("not a tensor",))
         assert torch.get_num_threads() == 2
-        assert imported.seconds["export"] >= 0 and len(imported.onnx_model.graph.node) > 0
     finally:
         torch.set_num_threads(before)
 
@@ -143,7 +160,7 @@ def test_memoised_legalization_gives_the_same_module(net_and_input):
     import tvm_ffi
     from tvm.relax.frontend.onnx import from_onnx as relax_from_onnx
 
-    from cosearch.compile import frontend
+    from cosearch.compile.frontend import importer as frontend
 
     net, x, ref = net_and_input
     imported = from_torch(net, (x,))

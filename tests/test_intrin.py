@@ -11,7 +11,7 @@ def test_x86_target_imports_only_x86_intrinsics_then_arm_on_demand():
         """
         import sys, tvm
         from tvm.s_tir import TensorIntrin
-        from cosearch.compile.intrin import ensure_tensor_intrinsics
+        from cosearch.compile.codegen.intrin import ensure_tensor_intrinsics
         got = ensure_tensor_intrinsics(tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu"}))
         assert got == {"x86"}, got
         assert "tvm.s_tir.tensor_intrin.rocm" not in sys.modules
@@ -37,7 +37,7 @@ def test_x86_target_imports_only_x86_intrinsics_then_arm_on_demand():
 def test_needed_backends_by_target_kind():
     import tvm
 
-    from cosearch.compile.intrin import needed_backends
+    from cosearch.compile.codegen.intrin import needed_backends
 
     assert needed_backends(tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu"})) == {"arm_cpu"}
     cuda = tvm.target.Target({"kind": "cuda", "arch": "sm_90"}, host={"kind": "llvm", "mtriple": "x86_64-linux-gnu"})

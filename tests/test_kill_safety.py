@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from cosearch.compile import history
-from cosearch.compile.database import RECORD_FILE, open_database
+from cosearch.compile.storage import history
+from cosearch.compile.storage.database import RECORD_FILE, open_database
 
 from conftest import REPO
 

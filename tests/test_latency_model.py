@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from cosearch.compile import latency_model as lm
+from bench import latency_model as lm
 from cosearch.errors import CosearchError
 
 
@@ -95,7 +95,8 @@ def tiny(tmp_path_factory):
     from cosearch.compile import engine
     from cosearch.compile.frontend import from_onnx
     from cosearch.compile.target import load_target
-    from cosearch.compile.tune import TuneConfig, tune_and_compile
+    from cosearch.compile.tuning.config import TuneConfig
+    from cosearch.compile.pipeline import tune_and_compile
 
     target = load_target("host")
     model = make_tiny_conv_onnx(size=32, channels=16)
@@ -135,7 +136,7 @@ def test_real_tiny_model_profile_record_predict(tiny):
     ms0, detail0 = lm.predict_e2e_ms(plan, db)
     assert detail0["fit"]["kind"] == "none" and ms0 == pytest.approx(feats.kernel_ms + feats.untuned_ms)
     sample = lm.record_measurement(db, plan, prof.e2e_ms, network="tiny", note="test")
-    assert sample["target"] == engine._target_key(target)
+    assert sample["target"] == engine.target_key(target)
     ms1, detail1 = lm.predict_e2e_ms(plan, db, target)
     assert detail1["fit"]["kind"] == "ratio" and detail1["fit"]["n"] == 1
     assert ms1 == pytest.approx(prof.e2e_ms, rel=1e-6)  # one sample: the ratio reproduces it

@@ -1,8 +1,8 @@
-"""Conv data layout chosen at import (``cosearch.compile.layout``): validated, recorded,
+"""Conv data layout chosen at import (``cosearch.compile.frontend.layout``): validated, recorded,
 part of every workload, and tuned outputs still equal ONNX Runtime's on real graphs.
 
 SqueezeNet and ShuffleNet are the onnx package's model-zoo light graphs with seeded
-random weights (``cosearch.compile.zoo.randomized_light``, as in tests/test_model_zoo.py),
+random weights (``bench.zoo.randomized_light``, as in tests/test_model_zoo.py),
 1x3x224x224, tuned with a few real MetaSchedule trials.
 With the "auto" layout ShuffleNet keeps NCHW (only grouped convs besides
 its 3-channel stem: ConvertLayout is not run on it); SqueezeNet goes NCHW8c. Small
@@ -18,14 +18,14 @@ from cosearch.errors import CosearchError
 
 
 def test_bad_layout_is_one_line_error():
-    from cosearch.compile.layout import check_layout
+    from cosearch.compile.frontend.layout import check_layout
 
     with pytest.raises(CosearchError, match="layout must be auto or one of NCHW, NHWC, NCHW8c, NCHW16c, got 'NCHW4c'"):
         check_layout("NCHW4c")
 
 
 def test_first_round_validated_and_fits_batch():
-    from cosearch.compile.tune import TuneConfig
+    from cosearch.compile.tuning.config import TuneConfig
 
     for bad in (0, 1.5, True, "half"):
         with pytest.raises(CosearchError, match="first_round"):
@@ -37,7 +37,7 @@ def test_first_round_validated_and_fits_batch():
 
 def test_allocate_gives_the_rest_to_the_flops():
     """New tasks: one batch each, then the remainder to the kernel expected to cost most."""
-    from cosearch.compile.early_stop import TaskFeatures
+    from cosearch.compile.tuning.stop import TaskFeatures
     from cosearch.compile.engine import PlannedTask, TaskStatus, allocate
 
     tasks = [PlannedTask(TaskFeatures(name=n, workload=n, weight=1, flops=f), True)
@@ -65,7 +65,7 @@ def test_workloads_differ_by_layout_and_nchw8c_matches_ort_untuned():
     from cosearch.compile import engine
     from cosearch.compile.codegen import compile_with_database
     from cosearch.compile.frontend import from_onnx
-    from cosearch.compile.zoo import randomized_light
+    from bench.zoo import randomized_light
     from cosearch.compile.target import load_target
 
     import tvm
@@ -98,7 +98,7 @@ def test_resnet50_nchw8c_blocked_and_matches_ort_untuned():
     from cosearch.compile.codegen import compile_with_database
     from cosearch.compile.frontend import from_onnx
     from cosearch.compile.target import load_target
-    from cosearch.compile.zoo import randomized_light
+    from bench.zoo import randomized_light
 
     model = randomized_light("resnet50")
     softmax = model.graph.node[-1]
@@ -124,9 +124,10 @@ def test_resnet50_nchw8c_blocked_and_matches_ort_untuned():
 def test_tuned_equals_ort(name, layout, tmp_path):
     """A few real trials ("auto" layout), compiled with the database: equal to ORT (1e-3)."""
     from cosearch.compile.frontend import from_onnx
-    from cosearch.compile.zoo import randomized_light
+    from bench.zoo import randomized_light
     from cosearch.compile.target import load_target
-    from cosearch.compile.tune import TuneConfig, tune_and_compile
+    from cosearch.compile.tuning.config import TuneConfig
+    from cosearch.compile.pipeline import tune_and_compile
 
     import tvm
 

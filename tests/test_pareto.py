@@ -9,7 +9,7 @@ import random
 import pytest
 
 from cosearch.errors import CosearchError
-from cosearch.search.pareto import Objectives, dominated, hypervolume, pareto_indices
+from cosearch.search.pareto import Objectives, accuracy_label, dominated, hypervolume, pareto_indices
 
 # a = acc / 100, l = (10 - lat) / 10: easy to compute by hand.
 OBJ = Objectives(accuracy_ref=0.0, accuracy_best=100.0, latency_ref_ms=10.0, latency_best_ms=0.0)
@@ -29,8 +29,16 @@ def test_normalize_maths():
 def test_objectives_round_trip_and_validation():
     o = Objectives(accuracy_ref=0.6, accuracy_best=0.9, latency_ref_ms=20, latency_best_ms=5)
     d = o.to_dict()
-    assert d == {"accuracy_ref": 0.6, "accuracy_best": 0.9, "latency_ref_ms": 20.0, "latency_best_ms": 5.0}
+    assert d == {"accuracy_ref": 0.6, "accuracy_best": 0.9, "latency_ref_ms": 20.0, "latency_best_ms": 5.0,
+                 "accuracy_label": "accuracy"}
     assert Objectives.from_dict(json.loads(json.dumps(d))) == o
+    # objectives written before the axis had a name still load (as "accuracy")
+    old = {k: v for k, v in d.items() if k != "accuracy_label"}
+    assert Objectives.from_dict(old) == o
+    named = Objectives.from_dict(d | {"accuracy_label": "naswot score"})
+    assert named.accuracy_label == "naswot score" and named.normalize(0.75, 12.5) == o.normalize(0.75, 12.5)
+    with pytest.raises(CosearchError, match="accuracy_label"):
+        Objectives(accuracy_ref=0.6, accuracy_best=0.9, latency_ref_ms=20, latency_best_ms=5, accuracy_label="")
     with pytest.raises(CosearchError, match="latency_best_ms"):
         Objectives.from_dict({"accuracy_ref": 0.6, "accuracy_best": 0.9, "latency_ref_ms": 20})
     with pytest.raises(CosearchError, match="accuracy_best"):
@@ -41,6 +49,29 @@ def test_objectives_round_trip_and_validation():
         Objectives(accuracy_ref=float("nan"), accuracy_best=0.9, latency_ref_ms=20, latency_best_ms=5)
     with pytest.raises(CosearchError, match="mapping"):
         Objectives.from_dict([0.6, 0.9, 20, 5])
+
+
+@pytest.mark.parametrize("spec, label", [
+    ("naswot", "naswot score"),  # training-free: the estimator's registered name
+    ("zc-xgb", "zc-xgb score"),
+    ("naswot+train", "validation accuracy"),  # the training rung decides the front
+    ("table:bench/results/nb201_subset725_table.csv", "table accuracy (nb201_subset725_table.csv)"),
+])
+def test_accuracy_axis_is_named_for_what_it_holds(spec, label):
+    assert accuracy_label(spec) == label
+
+
+def test_hypervolume_in_the_objectives_units_has_no_normalised_ceiling():
+    """The best corner is no bound: a point more accurate than ``accuracy_best`` (a training-free
+    score beating the calibration sample) gives a normalised hypervolume above 1; ``area`` shows
+    the same value in accuracy-unit × ms, which has no ceiling to exceed."""
+    o = Objectives(accuracy_ref=360.0, accuracy_best=400.0, latency_ref_ms=300.0, latency_best_ms=0.0,
+                   accuracy_label="naswot score")
+    hv = hypervolume([(420.0, 30.0)], o)  # 1.5 x 0.9
+    assert hv == pytest.approx(1.35) and hv > 1
+    assert o.area(hv) == pytest.approx((420.0 - 360.0) * (300.0 - 30.0))
+    assert o.area_units == "naswot score × ms"
+    assert OBJ.area(hypervolume([(100.0, 0.0)], OBJ)) == pytest.approx(100.0 * 10.0)  # the whole box
 
 
 # ---------------------------------------------------------------- hypervolume

@@ -96,13 +96,40 @@ def test_odd_field_values_never_raise(clock):
     assert "f=10000000" in text and "g=0.0001235" in text and "h=[1, 2]" in text
 
 
-def test_broken_stream_is_ignored(clock):
-    out = io.StringIO()
-    p = ProgressDisplay("x", stream=out)
-    out.close()
-    with p:
+class BrokenStream(io.StringIO):
+    """A stream whose every write fails (a closed pipe), keeping what it was asked to write."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+        self.asked: list[str] = []
+
+    def write(self, s: str) -> int:
+        self.asked.append(s)
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [BrokenPipeError(32, "Broken pipe"), ValueError("I/O operation on closed file.")])
+def test_broken_stream_is_ignored(clock, error):
+    """Writes to a broken stream fail silently: the display keeps its state and goes on
+    trying (status, log line, final line), and never ends the run."""
+    out = BrokenStream(error)
+    with ProgressDisplay("x", stream=out, plain_every_s=0) as p:
         p.update(1, a=1)
         p.log("hello")
+        clock.t += 1
+        p.update(2, a=2)
+    assert p.done == 2 and p.fields == {"a": 2}
+    asked = "".join(out.asked)
+    assert "x: 1 a=1" in asked and "hello" in asked and "x: 2 a=2" in asked and "(done)" in asked
+
+
+def test_broken_stream_does_not_hide_the_runs_own_error(clock):
+    out = BrokenStream(BrokenPipeError(32, "Broken pipe"))
+    with pytest.raises(KeyError, match="the run's"):
+        with ProgressDisplay("x", stream=out):
+            raise KeyError("the run's")
+    assert "(stopped by KeyError)" in "".join(out.asked)
 
 
 def test_rich_live_display_on_a_terminal(clock):

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import assert_one_line_error, run_cli, write_target_file
-from cosearch.compile.rpc import LocalRPC, check_key, connect, free_port, probe_tracker, request_session
+from cosearch.compile.deploy.rpc import LocalRPC, check_key, connect, free_port, probe_tracker, request_session
 from cosearch.compile.target import RPCSettings
 from cosearch.errors import CosearchError
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.tvm
 def test_tracker_magic_matches_tvm():
     from tvm.rpc import base
 
-    from cosearch.compile import rpc
+    from cosearch.compile.deploy import rpc
 
     assert rpc._TRACKER_MAGIC == base.RPC_TRACKER_MAGIC
 
@@ -76,7 +76,8 @@ def rpc_tuned(local_rpc, tiny_onnx, tmp_path_factory):
 
     from cosearch.compile.frontend import from_onnx
     from cosearch.compile.target import load_target
-    from cosearch.compile.tune import TuneConfig, tune_and_compile
+    from cosearch.compile.tuning.config import TuneConfig
+    from cosearch.compile.pipeline import tune_and_compile
 
     _, s = local_rpc
     target = dataclasses.replace(load_target("rpc-loopback"), rpc=s)
@@ -89,7 +90,7 @@ def rpc_tuned(local_rpc, tiny_onnx, tmp_path_factory):
 def test_tune_and_measure_through_rpc(local_rpc, rpc_tuned):
     import dataclasses
 
-    from cosearch.compile.measure import MeasureConfig, measure
+    from cosearch.compile.deploy.measure import MeasureConfig, measure
 
     _, s = local_rpc
     target, imported, result, _ = rpc_tuned
@@ -162,7 +163,7 @@ def test_local_rpc_rejects_bad_arguments():
 
 def test_remote_failure_is_data(local_rpc, tmp_path):
     """A library the device cannot load: a MeasureResult with an error, not a crash."""
-    from cosearch.compile.measure import measure_rpc
+    from cosearch.compile.deploy.measure import measure_rpc
 
     _, s = local_rpc
     junk = tmp_path / "junk.so"

@@ -5,25 +5,28 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from cosearch.errors import CosearchError
 from cosearch.search import pareto
-from cosearch.search.evaluator import FakeEvaluator
+from cosearch.search.testing import FakeEvaluator
 from cosearch.search.journal import Journal, read_journal
-from cosearch.search.loop import Rec, Search, SearchConfig
+from cosearch.search.config import POLICY, Policy, SearchConfig
+from cosearch.search.loop import Search
+from cosearch.search.strategies import STRATEGIES
 from cosearch.space import create_space
 
 OBJ = pareto.Objectives(accuracy_ref=50.0, accuracy_best=100.0, latency_ref_ms=300.0, latency_best_ms=0.0)
 
 
-def _search(tmp: Path, name: str, **kw) -> Search:
+def _search(tmp: Path, name: str, policy: Policy = POLICY, **kw) -> Search:
     cfg = SearchConfig(**{"space": "nb201", "estimator": "synthetic", "evaluator": "fake", "max_archs": 12, **kw})
     space = create_space("nb201")
     ev = FakeEvaluator(space, None, schedules_dir=tmp / name / "sched", seed=cfg.seed)
-    return Search(cfg, tmp / name, ev, schedules_dir=tmp / name / "sched", objectives=OBJ)
+    return Search(cfg, tmp / name, ev, schedules_dir=tmp / name / "sched", objectives=OBJ, policy=policy)
 
 
 def _events(d: Path, kind: str) -> list[dict]:
@@ -56,46 +59,62 @@ def test_baselines_run_on_the_same_code_path(tmp_path, strategy):
         assert ev.trials and all(n == 16 for n in ev.trials.values())
 
 
-def test_early_stop_uses_the_optimistic_prediction(tmp_path):
-    s = _search(tmp_path, "stop", max_archs=5)
-    best = Rec("x", "front-key", 0, status="evaluated", acc=99.0, ms=10.0)
-    s.archive["front-key"] = best
-    s.front_keys = ["front-key"]
-    s.apred.optimistic = lambda x: 80.0  # synthetic predictors
-    s.optimistic_ms = lambda rec: 20.0
-    s.apred.predict = lambda x: 79.0
-    rec, handle = s.propose()
-    s.evaluate_joint(rec, handle)
-    stops = _events(tmp_path / "stop", "stop_arch")
-    assert rec.status == "stopped" and stops and stops[0]["reason"] == "predicted_dominated"
-    assert stops[0]["acc_opt"] == 80.0 and stops[0]["lat_opt_ms"] == 20.0
-    assert not [e for e in _events(tmp_path / "stop", "accuracy") if e["fidelity"] == "full"]
-    # an optimistic point not dominated by the front is evaluated
-    s.apred.optimistic = lambda x: 100.0
-    s.optimistic_ms = lambda rec: 5.0
-    rec2, h2 = s.propose()
-    s.evaluate_joint(rec2, h2)
-    assert rec2.status == "evaluated" and rec2.ms is not None
+def _front_before(events: list[dict], stop: dict) -> list[tuple]:
+    """The front (``front`` events) as it was when ``stop`` was journaled."""
+    front: list[tuple] = []
+    for e in events:
+        if e is stop:
+            return front
+        if e["event"] == "front":
+            front = [tuple(p) for p in e["points"]]
+    raise AssertionError("stop event not in the journal")
 
 
-def test_task_gain_below_threshold_stops_tuning(tmp_path):
-    s = _search(tmp_path, "tasks", max_archs=4)
-    for _ in range(3):
-        rec, h = s.propose()
-        s.evaluate_joint(rec, h)
-    from cosearch.search.curves import CurvePrediction
+def test_screening_gates_stop_archs_before_their_expensive_rungs(tmp_path):
+    """The joint loop's gates, on the path the product takes (``Search.run``): an arch whose
+    optimistic latency exceeds ``--latency-max-ms`` is stopped before its accuracy is estimated;
+    one whose true accuracy at its optimistic latency is dominated by the front of the moment
+    is stopped before tuning and measuring; every measured arch passed both."""
+    free = _search(tmp_path, "free", max_archs=40).run()
+    lat_max = sorted(p["latency_search_ms"] for p in free["pareto"])[len(free["pareto"]) // 2]
+    _search(tmp_path, "gated", max_archs=40, latency_max_ms=lat_max).run()
+    events = read_journal(tmp_path / "gated" / "journal.jsonl")
+    stops = [e for e in events if e["event"] == "stop_arch"]
+    full = {e["key"] for e in events if e["event"] == "accuracy" and e["fidelity"] == "full"}
+    measured = {e["key"] for e in events if e["event"] == "measure" and not e.get("final")}
+    by_latency = [e for e in stops if e["reason"] == "latency_max"]
+    by_accuracy = [e for e in stops if e["reason"] == "accuracy_dominated"]
+    assert by_latency and by_accuracy
+    for e in by_latency:
+        assert e["lat_opt_ms"] > lat_max
+        assert e["key"] not in full and e["key"] not in measured
+    for e in by_accuracy:
+        assert pareto.dominated((e["acc_opt"], e["lat_opt_ms"]), _front_before(events, e))
+        assert e["key"] in full and e["key"] not in measured
+    opt = {e["key"]: e["opt_ms"] for e in events if e["event"] == "latency_pred"}
+    assert measured and all(opt[k] <= lat_max for k in measured)
+    assert all(k in full for k in measured)
 
-    real = s.book.model.predict
-    s.book.model.predict = lambda c, n: CurvePrediction(c.points[-1][1], c.points[-1][1], "test") if c.points \
-        else real(c, n)  # synthetic: no task can gain
-    n = s.trials
-    s.refine()
-    assert s.trials == n
-    assert _events(tmp_path / "tasks", "stop_task")
-    s.book.model.predict = lambda c, n: CurvePrediction(c.points[-1][1] * 0.5, c.points[-1][1] * 0.4, "test") \
-        if c.points else real(c, n)  # every task halves: worth tuning
-    s.refine()
-    assert s.trials > n
+
+def test_refine_tunes_only_tasks_whose_predicted_gain_reaches_the_threshold(tmp_path):
+    """Refine (after each generation) tunes at most ``Policy.refine_tasks`` tasks whose predicted
+    gain reaches the threshold and journals a ``stop_task`` for each other; with a threshold
+    nothing reaches it never tunes."""
+    _search(tmp_path, "default", max_archs=24).run()
+    tunes = _events(tmp_path / "default", "tune")
+    refines = [e for e in tunes if e.get("reason") == "refine"]
+    assert refines and all(1 <= len(e["workloads"]) <= POLICY.refine_tasks and e["trials"] > 0 for e in refines)
+    events = read_journal(tmp_path / "default" / "journal.jsonl")
+    stops = [i for i, e in enumerate(events) if e["event"] == "stop_task"]
+    assert stops and any(events[i]["gain_pred_us"] < events[i]["threshold_us"] for i in stops)
+    for i in stops:  # a task reaching the threshold is left out only for the top refine_tasks
+        if events[i]["gain_pred_us"] >= events[i]["threshold_us"]:
+            step = next(e for e in events[i:] if e["event"] == "tune")
+            assert step["reason"] == "refine" and len(step["workloads"]) == POLICY.refine_tasks
+    never = dataclasses.replace(POLICY, refine_threshold=math.inf, refine_threshold_low=math.inf)
+    _search(tmp_path, "never", max_archs=24, policy=never).run()
+    assert not [e for e in _events(tmp_path / "never", "tune") if e.get("reason") == "refine"]
+    assert _events(tmp_path / "never", "stop_task")
 
 
 def test_journal_tolerates_a_torn_last_line(tmp_path):
@@ -113,7 +132,7 @@ def test_journal_tolerates_a_torn_last_line(tmp_path):
     evs = read_journal(tmp_path / "journal.jsonl")
     assert [e["event"] for e in evs] == ["start", "propose", "done"] and evs[-1]["t"] >= 5.0
     lines = (tmp_path / "journal.jsonl").read_text().splitlines()
-    assert all(json.loads(x) for x in lines)
+    assert [json.loads(x)["event"] for x in lines] == ["start", "propose", "done"]
     # damage in the middle is not silently skipped
     (tmp_path / "journal.jsonl").write_text(lines[0] + "\n{oops\n" + lines[1] + "\n")
     with pytest.raises(CosearchError, match="line 2"):
@@ -161,27 +180,32 @@ def test_a_call_ended_early_does_not_mark_tasks_out_of_candidates(tmp_path, ende
     assert (not exhausted) if ended_early else exhausted
 
 
-def test_tuning_takes_the_clock_only_when_it_beats_what_proposals_gained(tmp_path, monkeypatch):
-    """One currency (``Search.tune_by_value``): the front's best tuning batch runs while its
+def test_tuning_takes_the_clock_only_when_it_beats_what_proposals_gained(tmp_path):
+    """One currency (``Joint.tune_by_value``): the front's best tuning batch runs while its
     predicted hypervolume gain per second beats the last generations' realised gain per second."""
-    from cosearch.search import loop
-
-    monkeypatch.setattr(loop, "SWITCH_WINDOW", 3)
-    first = _search(tmp_path, "v", max_archs=8, seed=2)
+    window3 = dataclasses.replace(POLICY, switch_window=3)
+    first = _search(tmp_path, "v", max_archs=8, seed=2, policy=window3)
     first.run()
     gens = list(first.generations)
     assert gens and all(sec > 0 and g >= 0 for sec, g in gens)
     s = Search(first.cfg, tmp_path / "v", first.ev, schedules_dir=tmp_path / "v" / "sched", objectives=OBJ,
-               resume=True)
+               resume=True, policy=window3)
     assert [x for g in s.generations for x in g] == pytest.approx([x for g in gens for x in g])  # kept by resume
     n = s.trials
     s.generations = [(10.0, 1e9)] * 3  # proposals gained far more per second than tuning can
-    s.tune_by_value()
+    s.strategy.tune_by_value()
     assert s.trials == n
     s.generations = [(10.0, 1e9)] * 2  # fewer generations than the window: no rate, no switch
-    s.tune_by_value()
+    s.strategy.tune_by_value()
     assert s.trials == n
     s.generations = [(10.0, 0.0)] * 3  # proposals gained nothing: tuning the front pays more
-    s.tune_by_value()
+    s.strategy.tune_by_value()
     assert s.trials > n
     assert any(e.get("reason") == "value" for e in _events(tmp_path / "v", "tune"))
+
+
+def test_strategies_are_registered_plug_ins():
+    assert STRATEGIES.names() == ["brute", "joint", "sequential"]
+    assert all(STRATEGIES.get(n).name == n for n in STRATEGIES.names())
+    with pytest.raises(CosearchError, match="unknown strategy 'greedy'; valid: brute, joint, sequential"):
+        SearchConfig(strategy="greedy", max_archs=2)

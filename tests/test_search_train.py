@@ -16,7 +16,7 @@ import pytest
 
 from cosearch.errors import CosearchError
 from cosearch.search.journal import read_journal
-from cosearch.search.loop import SearchConfig
+from cosearch.search.config import SearchConfig
 
 
 def _search(*args: str, timeout: int = 590) -> subprocess.CompletedProcess:

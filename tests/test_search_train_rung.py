@@ -20,9 +20,9 @@ from conftest import kill_when
 
 from cosearch.errors import CosearchError
 from cosearch.search.api import run_search
-from cosearch.search.evaluator import FakeEvaluator
+from cosearch.search.testing import FakeEvaluator
 from cosearch.search.journal import read_journal
-from cosearch.search.loop import SearchConfig
+from cosearch.search.config import SearchConfig
 from cosearch.search import pareto
 
 

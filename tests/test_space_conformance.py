@@ -3,6 +3,8 @@ plug-in from ``tests/plugins``): what search strategies, estimators and the
 compiler rely on."""
 
 import json
+import math
+import re
 import sys
 from pathlib import Path
 
@@ -13,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import plugins.tiny_space  # noqa: E402,F401  registers "tiny"
 
 from cosearch.errors import CosearchError  # noqa: E402
-from cosearch.space import SPACES, SearchSpace, create_space  # noqa: E402
+from cosearch.space import SPACES, Decision, SearchSpace, create_space  # noqa: E402
 
 NAMES = SPACES.names()
 
@@ -48,8 +50,20 @@ def test_identity(space):
     cfg = space.config()
     assert cfg["space"] == space.name
     json.dumps(cfg)  # written next to results
+
+
+def test_size_counts_the_architectures(space):
+    """``size()`` is the number of distinct architectures: the product of the decisions'
+    choices when the space lists them; a small space is enumerated by sampling; a large or
+    unbounded one keeps giving new architectures."""
     n = space.size()
-    assert n is None or (isinstance(n, int) and n >= 1)
+    assert n is None or (isinstance(n, int) and not isinstance(n, bool) and n >= 1), n
+    if space.decisions():
+        assert n == math.prod(len(d.choices) for d in space.decisions())
+    if n is not None and n <= 100:
+        assert len(set(samples(space, 40 * n, seed=6))) == n
+    else:
+        assert len(set(samples(space, 200, seed=6))) >= 190
 
 
 def test_canonical_round_trip_and_idempotent(space):
@@ -64,6 +78,40 @@ def test_garbage_raises_one_line_error(space, bad):
     with pytest.raises(CosearchError) as e:
         space.canonical(bad)
     assert str(e.value) and "\n" not in str(e.value)
+
+
+def test_decisions_round_trip(space):
+    """A space that lists its decisions (what the proposer searches over) maps every sampled
+    arch to one choice per decision and back to the same canonical string; every combination
+    of choices is an arch; bad values are one-line errors naming the decision. A space that
+    lists none says so with ``CosearchError`` (the proposer then uses ``sample``)."""
+    decisions = space.decisions()
+    a0 = samples(space, 1)[0]
+    if not decisions:
+        with pytest.raises(CosearchError):
+            space.to_decisions(a0)
+        with pytest.raises(CosearchError):
+            space.from_decisions({})
+        return
+    names = [d.name for d in decisions]
+    assert len(set(names)) == len(names)
+    for d in decisions:
+        assert isinstance(d, Decision) and len(d.choices) >= 2 and len(set(d.choices)) == len(d.choices), d
+    for a in samples(space):
+        values = space.to_decisions(a)
+        assert list(values) == names and all(values[d.name] in d.choices for d in decisions)
+        assert space.from_decisions(values) == a
+    rng = np.random.default_rng(4)
+    for pick in ("first", "last", "random", "random"):
+        values = {d.name: d.choices[{"first": 0, "last": -1}.get(pick, int(rng.integers(len(d.choices))))]
+                  for d in decisions}
+        arch = space.from_decisions(values)
+        assert space.canonical(arch) == arch and space.to_decisions(arch) == values
+    d0, good = decisions[0], space.to_decisions(a0)
+    for bad in ({k: v for k, v in good.items() if k != d0.name}, good | {d0.name: "no such choice"}):
+        with pytest.raises(CosearchError, match=re.escape(f"decision {d0.name!r}")) as e:
+            space.from_decisions(bad)
+        assert "\n" not in str(e.value)
 
 
 def test_mutate_gives_a_different_valid_arch(space):

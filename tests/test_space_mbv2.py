@@ -66,6 +66,20 @@ def test_size_formula(space):
     assert space.size() == expected == 4 * 36**5 * 18 == 4_353_564_672
 
 
+def test_decisions_read_the_params_journals_hold(space):
+    """The proposer's trial parameters are the decisions: a ``propose`` event's params (here
+    one written by a search) must keep meaning the same arch, or a resume replays other trials."""
+    params = {"w": 0.5, "s1_k": 5, "s1_e": 4, "s1_d": 4, "s2_k": 5, "s2_e": 6, "s2_d": 1, "s3_k": 5, "s3_e": 3,
+              "s3_d": 2, "s4_k": 5, "s4_e": 4, "s4_d": 3, "s5_k": 5, "s5_e": 6, "s5_d": 3, "s6_k": 7, "s6_e": 4,
+              "s6_d": 1}
+    assert space.from_decisions(params) == "w0.5-k5e4d4-k5e6d1-k5e3d2-k5e4d3-k5e6d3-k7e4d1"
+    assert [d.name for d in space.decisions()] == list(params)
+    last = space.decisions()[-1]
+    assert last.name == "s6_d" and last.choices == DEPTHS[-1] == (1, 2)  # the 320-channel stage's depths
+    with pytest.raises(CosearchError, match="decision 's6_d': 3 is not one of its choices"):
+        space.from_decisions(params | {"s6_d": 3})
+
+
 def test_skeleton_matches_mobilenet_v2():
     # torchvision's mobilenet_v2() has 3,504,872 parameters (1000 classes)
     m = create_space("mbv2", num_classes=1000).build(MOBILENET_V2)

@@ -113,6 +113,17 @@ def test_encode_is_one_hot_per_edge(space):
     assert code.reshape(6, 5)[5, OPS.index("nor_conv_3x3")] == 1.0
 
 
+def test_decisions_are_the_edges_in_position_order(space):
+    """``e1..e6`` are the edges in ``EDGES`` order (the order of the error messages and of
+    ``encode``), the names the proposer's journalled params use."""
+    ops = ("skip_connect", "nor_conv_3x3", "nor_conv_3x3", "avg_pool_3x3", "none", "nor_conv_1x1")
+    params = {f"e{i}": op for i, op in enumerate(ops, start=1)}
+    assert space.from_decisions(params) == \
+        "|skip_connect~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|avg_pool_3x3~0|none~1|nor_conv_1x1~2|"
+    assert [d.name for d in space.decisions()] == list(params)
+    assert all(d.choices == OPS for d in space.decisions())
+
+
 def test_mutate_changes_exactly_one_edge(space):
     rng = np.random.default_rng(0)
     for _ in range(50):

@@ -9,7 +9,8 @@ import re
 import pytest
 
 from cosearch.cli import main
-from cosearch.compile.target import _identity_json, list_targets, load_target
+from cosearch.compile.target import list_targets, load_target
+from cosearch.compile.target.spec import _identity_json
 from cosearch.errors import CosearchError
 from cosearch.paths import builtin_targets_dir
 

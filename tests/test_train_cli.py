@@ -37,14 +37,14 @@ def untrained(tmp_path_factory):
     """A tiny NB201 artifact tuned with a few real trials into its own database."""
     from cosearch.compile import engine
     from cosearch.compile.target import load_target
-    from cosearch.compile.tune import TuneConfig
+    from cosearch.compile.tuning.config import TuneConfig
     from cosearch.space import create_space
 
     root = tmp_path_factory.mktemp("train")
     db, out = root / "db", root / "untrained"
     space = create_space("nb201", **SPACE)
     target = load_target("host")
-    from cosearch.compile.dbtarget import bind_database
+    from cosearch.compile.target.binding import bind_database
 
     bind_database(db, target)
     imported = engine.import_arch(space, ARCH, seed=0)
@@ -86,7 +86,7 @@ def test_train_recompiles_without_tuning_and_tvm_matches_torch(untrained, tmp_pa
     assert cfg["command"] == "train" and cfg["source_artifact"] == str(src.absolute())
     # the written library, loaded with the plain runtime, gives the recorded held-out accuracy
     # and logits close to PyTorch's trained network
-    from cosearch.compile.artifact import load_artifact
+    from cosearch.compile.deploy.artifact import load_artifact
     from cosearch.train.data import prepare_data
     from cosearch.train.deploy import tvm_accuracy
 

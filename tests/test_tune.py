@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from cosearch.compile import early_stop, history
-from cosearch.compile.database import RECORD_FILE, WORKLOAD_FILE, open_database
+from cosearch.compile.storage import history
+from cosearch.compile.tuning import stop as early_stop
+from cosearch.compile.storage.database import RECORD_FILE, WORKLOAD_FILE, open_database
 from cosearch.compile.frontend import extract_tasks, from_torch
 from cosearch.compile.target import load_target
-from cosearch.compile.tune import TuneConfig, tune_and_compile
+from cosearch.compile.tuning.config import TuneConfig
+from cosearch.compile.pipeline import tune_and_compile
 from cosearch.errors import CosearchError
 
 
@@ -228,9 +230,10 @@ def test_search_scales_with_the_kernel():
     """``wide_min_us``: a task whose kernel costs the model less than that searches narrow
     (population 64, 1 genetic iteration); unknown cost, or at or above: the configured search."""
     long_ = TuneConfig.long(60)
-    assert long_.wide_min_us == 100.0
-    assert long_.search_for(99.0) == (64, 1)
-    assert long_.search_for(100.0) == long_.search_for(None) == (256, 2)
+    assert long_.wide_min_us is not None  # the long tuning scales its search with the kernel
+    assert long_.search_for(0.99 * long_.wide_min_us) == (64, 1)
+    assert long_.search_for(long_.wide_min_us) == long_.search_for(None) == (long_.population, long_.genetic_iters)
+    assert (long_.population, long_.genetic_iters) != (64, 1)  # wide differs from narrow
     assert TuneConfig().search_for(1.0) == (64, 1)  # wide_min_us None: as configured
     assert TuneConfig(population=32, genetic_iters=3, wide_min_us=10.0).search_for(1.0) == (32, 1)  # never wider
 
@@ -239,11 +242,11 @@ def test_search_scales_with_the_clock_per_task():
     """``wide_min_s_per_task``: a clock giving each task less than that runs the cheap search
     (population 64, 1 genetic iteration, random cost model); enough time, or no clock: as given."""
     long_ = TuneConfig.long(600)
-    assert long_.wide_min_s_per_task == 20.0
-    assert long_.for_tasks(30) is long_ and long_.for_tasks(0) is long_  # 20 s per task
-    short = long_.for_tasks(31)
+    enough = int(600 // long_.wide_min_s_per_task)  # the most tasks the clock gives that much each
+    assert long_.for_tasks(enough) is long_ and long_.for_tasks(0) is long_
+    short = long_.for_tasks(enough + 1)
     assert (short.population, short.genetic_iters, short.cost_model) == (64, 1, "random")
-    assert short.max_seconds == 600 and short.patience is None and short.for_tasks(31) == short
+    assert short.max_seconds == 600 and short.patience is None and short.for_tasks(enough + 1) == short
     assert TuneConfig(population=256, wide_min_s_per_task=20.0).for_tasks(1000).population == 256  # no clock
 
 
@@ -295,9 +298,12 @@ def test_bad_tune_config_is_rejected(kw, needle):
 
 
 def test_config_resolves_to_dict():
-    d = TuneConfig(trials=8).to_dict()
-    assert d["trials"] == 8 and d["cost_model"] in ("xgb", "random") and json.dumps(d)
-    assert dataclasses.replace(TuneConfig(), seed=None).seed is None
+    """``to_dict`` is the whole resolved config (written next to results): through JSON and
+    back it rebuilds an equal ``TuneConfig``, every field included."""
+    for cfg in (TuneConfig(trials=8), TuneConfig.long(60, seed=None), TuneConfig(cost_model="xgb", patience=None)):
+        d = json.loads(json.dumps(cfg.to_dict()))
+        assert set(d) == {f.name for f in dataclasses.fields(TuneConfig)}
+        assert TuneConfig(**d) == cfg
 
 
 def test_rpc_target_without_tracker_fails_before_tuning(tmp_path):
@@ -337,7 +343,7 @@ def test_kernel_cache_reuses_kernels_and_matches_plain_compile(tuned_a, host, tm
     import tvm
     from tvm import relax
 
-    from cosearch.compile.tune import KernelCache, compile_with_database
+    from cosearch.compile.codegen import KernelCache, compile_with_database
 
     db_dir, imported, ref, _ = tuned_a
     db = open_database(db_dir)
@@ -409,7 +415,7 @@ def test_plan_status_predict(tuned_a, host):
 
 
 def test_allocate_gives_new_tasks_a_batch_first_then_costliest():
-    from cosearch.compile.early_stop import TaskFeatures
+    from cosearch.compile.tuning.stop import TaskFeatures
     from cosearch.compile.engine import PlannedTask, TaskStatus, allocate
 
     def task(w, weight=1, flops=1.0):
@@ -433,8 +439,9 @@ def test_a_task_terminated_while_meta_schedule_joins_it_ends_the_call_not_the_wo
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.runner import PyRunner, PyRunnerFuture
 
-    from cosearch.compile import database as dbmod
-    from cosearch.compile import engine, tune
+    from cosearch.compile.storage import database as dbmod
+    from cosearch.compile import engine
+    from cosearch.compile.tuning import runner as runners
 
     @derived_object
     class NotReadyAtPoll(PyRunnerFuture):
@@ -457,8 +464,8 @@ def test_a_task_terminated_while_meta_schedule_joins_it_ends_the_call_not_the_wo
         def run(self, runner_inputs):
             return [NotReadyAtPoll(f) for f in self.inner.run(runner_inputs)]
 
-    real = tune.acquire_runner
-    monkeypatch.setattr(tune, "acquire_runner", lambda target, config: LaggingRunner(real(target, config)))
+    real = runners.acquire_runner
+    monkeypatch.setattr(runners, "acquire_runner", lambda target, config: LaggingRunner(real(target, config)))
     imported, _ref = _imported(NetA)
     plan = engine.plan(imported, host)
     convs = [t for t in plan.tasks if t.features.op_kind == "conv2d"]
@@ -477,15 +484,16 @@ def test_calls_share_one_measuring_worker_which_restarts_after_it_dies(host, tmp
     """A tuning call used to start its own measuring worker (a process importing TVM: 3.5 s of
     a 4.4 s call of 8 trials); calls now share one per measurement setting. A worker that died
     (killed, crashed on a kernel) is restarted by the next call, which measures as before."""
-    from cosearch.compile import engine, tune
+    from cosearch.compile import engine
+    from cosearch.compile.tuning import runner as runners
 
     imported, _ref = _imported(NetA)
     plan = engine.plan(imported, host)
     conv = [t for t in plan.tasks if t.features.op_kind == "conv2d"][:1]
     cfg = TuneConfig(trials=2, trials_per_iter=2, seed=0, patience=None)
     first = engine.tune_tasks(conv, host, database_dir=tmp_path / "db", trials=2, config=cfg)
-    runner = tune.acquire_runner(host, cfg)
-    assert tune.acquire_runner(host, cfg) is runner  # shared, not rebuilt
+    runner = runners.acquire_runner(host, cfg)
+    assert runners.acquire_runner(host, cfg) is runner  # shared, not rebuilt
     workers = list(runner.pool._worker_map.values())
     assert workers and all(w.is_alive() for w in workers)
     for w in workers:
@@ -495,4 +503,4 @@ def test_calls_share_one_measuring_worker_which_restarts_after_it_dies(host, tmp
     assert first.trials_run == 2 and second.trials_run == 2
     w = conv[0].features.workload
     assert first.tasks[w].errors == 0 and second.tasks[w].errors == 0  # measured, not failed
-    assert tune.acquire_runner(host, cfg) is runner
+    assert runners.acquire_runner(host, cfg) is runner

@@ -42,7 +42,7 @@ import numpy as np
 
 from cosearch.cobench import store
 from cosearch.cobench.store import Bench, Convergence, Curve
-from cosearch.errors import CosearchError
+from cosearch.errors import CosearchError, first_line
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class BuildConfig:
 
     def tune_config(self, seed: int, trials: int):
         """The engine's tuning settings, as the search's ``EngineEvaluator`` uses them."""
-        from cosearch.compile.tune import TuneConfig
+        from cosearch.compile.tuning.config import TuneConfig
 
         return TuneConfig(trials=max(1, trials), seed=seed, patience=None, trials_per_iter=self.batch, fit_batch=False)
 
@@ -165,7 +165,7 @@ def versions() -> dict[str, str]:
 
 
 def make_header(cfg: BuildConfig, space, target) -> dict[str, Any]:
-    from cosearch.compile.measure import MeasureConfig
+    from cosearch.compile.deploy.measure import MeasureConfig
 
     return {"format": store.FORMAT, "version": store.VERSION, "created": round(time.time(), 3),
             "space": space.config(), "target": target.to_dict() | {"identity": target.identity()},
@@ -273,7 +273,7 @@ def phase_plan(out: Path, bench: Bench, cfg: BuildConfig, say: Callable[[str], N
                 record(f.result(), key)
             except Exception as e:  # noqa: BLE001 - failures are data
                 store.append_events(out / store.ARCHS, [{"event": "fail", "key": key, "stage": "plan",
-                                                         "error": _one_line(e)}])
+                                                         "error": first_line(e)}])
 
 
 # --------------------------------------------------------------------------- tune
@@ -287,7 +287,7 @@ def curves_from_history(out: Path, seed: int) -> tuple[dict[str, Curve], dict[st
     time since the previous batch of its call; the first batch of a call is charged its
     trials x the call's median seconds per trial (the rest of that interval is the call's
     set-up: ``overhead_s`` of its line in ``tune/calls.jsonl``)."""
-    from cosearch.compile import history as hist
+    from cosearch.compile.storage import history as hist
 
     runs: dict[str, list[dict[str, Any]]] = {}
     for e in hist.read(seed_dir(out, seed)):
@@ -364,7 +364,7 @@ def time_untuned(out: Path, bench: Bench, ptasks: dict[str, Any], target, cfg: B
     import tvm
 
     from cosearch.compile import engine
-    from cosearch.compile.fallback import fallback_schedule, is_heavy
+    from cosearch.compile.codegen.fallback import fallback_schedule, is_heavy
 
     todo = [w for w in ptasks if w not in bench.untuned]
     if not todo:
@@ -392,7 +392,7 @@ def phase_tune(out: Path, bench: Bench, cfg: BuildConfig, say: Callable[[str], N
     """Tune every workload to convergence with each of ``seeds`` (default: all); with the primary
     seed (the first), time the untuned kernels first and rebuild ``schedules/`` after."""
     from cosearch.compile import engine
-    from cosearch.compile.dbtarget import bind_database
+    from cosearch.compile.target.binding import bind_database
     from cosearch.compile.target import load_target
 
     seeds = list(cfg.seeds if seeds is None else seeds)
@@ -461,8 +461,8 @@ def merge_schedules(out: Path, bench: Bench, target, say: Callable[[str], None])
     then renamed): the database every architecture is compiled and measured against. The other
     seeds' curves are the replay's second opinion on how tuning proceeds; measuring against a
     database that mixes seeds would need every architecture measured again as a seed finishes."""
-    from cosearch.compile import database as dbmod
-    from cosearch.compile.dbtarget import bind_database
+    from cosearch.compile.storage import database as dbmod
+    from cosearch.compile.target.binding import bind_database
 
     final = out / store.SCHEDULES
     tmp = out / (store.SCHEDULES + ".tmp")
@@ -481,7 +481,7 @@ def merge_schedules(out: Path, bench: Bench, target, say: Callable[[str], None])
 def phase_measure(out: Path, bench: Bench, cfg: BuildConfig, say: Callable[[str], None],
                   limit: int | None = None) -> None:
     from cosearch.compile import engine
-    from cosearch.compile.measure import MeasureConfig, measure_interleaved
+    from cosearch.compile.deploy.measure import MeasureConfig, measure_interleaved
     from cosearch.compile.target import load_target
     from cosearch.estimate import create_estimator
 
@@ -529,7 +529,7 @@ def phase_measure(out: Path, bench: Bench, cfg: BuildConfig, say: Callable[[str]
         except Exception as e:  # noqa: BLE001 - failures are data
             stage = "compile" if "compile" not in sec else "measure"
             store.append_events(out / store.ARCHS, [{"event": "fail", "key": a.key, "stage": stage,
-                                                     "error": _one_line(e)}])
+                                                     "error": first_line(e)}])
             continue
         best_t = min(lats, key=lambda t: lats[t].median_ms)
         best = lats[best_t]
@@ -553,8 +553,8 @@ def export_arch(bench: Bench, arch: str, out: str | os.PathLike, *, target: str 
     database ``BENCH/schedules`` (nothing tuned, the benchmark left untouched) and measured;
     on another CPU than the benchmark's it is refused in one line."""
     from cosearch.compile import engine
-    from cosearch.compile.artifact import check_out_dir
-    from cosearch.compile.measure import measure
+    from cosearch.compile.deploy.artifact import check_out_dir
+    from cosearch.compile.deploy.measure import measure
     from cosearch.compile.target import load_target
 
     tgt = load_target(target)
@@ -631,8 +631,3 @@ def build(out: str | os.PathLike, cfg: BuildConfig, archs: Sequence[tuple[str, s
         prog = bench.progress()
         store.write_json(out / store.PROGRESS, prog)
         return prog
-
-
-def _one_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return (s.splitlines()[0] if s else type(e).__name__)[:300]

@@ -114,9 +114,6 @@ class ReplayEvaluator(Evaluator):
         return {"kind": self.kind, "bench": str(self.bench.path.resolve()), "machine_key": self.bench.machine_key,
                 "cpu": self.bench.header.get("cpu"), "seed": self.seed}
 
-    def extra_seconds(self) -> float:
-        return self.sim
-
     def pool(self) -> list[str]:
         """The architectures a search may propose: the benchmark's measured ones."""
         return [a.arch for a in self.bench.measured()]

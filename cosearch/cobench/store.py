@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from cosearch import jsonl
 from cosearch.errors import CosearchError
 
 FORMAT = "cosearch-cobench"
@@ -87,40 +88,24 @@ class Convergence:
 
 # --------------------------------------------------------------------------- lines
 def append_events(path: Path, events: list[dict[str, Any]]) -> None:
-    """Append events (``"v"`` added) as JSON lines, fsynced. A torn last line left by a
-    killed writer is ended first, so the new lines stay readable."""
-    if not events:
-        return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = "".join(json.dumps({"v": VERSION, **e}, separators=(",", ":"), allow_nan=False) + "\n" for e in events)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        if size:
-            os.lseek(fd, size - 1, os.SEEK_SET)
-            if os.read(fd, 1) != b"\n":
-                data = "\n" + data
-        os.write(fd, data.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Append events (``"v"`` added) as JSON lines, fsynced (``cosearch.jsonl``). A torn last
+    line left by a killed writer is ended first, so the new lines stay readable."""
+    jsonl.append(path, [{"v": VERSION, **e} for e in events], compact=True)
 
 
 def read_events(path: Path) -> Iterator[dict[str, Any]]:
     """Valid events in file order; torn or corrupt lines are skipped."""
-    path = Path(path)
-    if not path.exists():
-        return
-    for line in path.read_bytes().decode("utf-8", errors="replace").split("\n"):
-        if not line.strip():
-            continue
-        try:
-            e = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(e, dict) and isinstance(e.get("event"), str):
+    for e in jsonl.read(path):
+        if isinstance(e.get("event"), str):
             yield e
+
+
+def _keyed(path: Path, field: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(event[field], event) for the events of ``path`` whose ``field`` is a string."""
+    for e in read_events(path):
+        k = e.get(field)
+        if isinstance(k, str):
+            yield k, e
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -243,10 +228,7 @@ class Bench:
     def reload(self) -> None:
         self.archs.clear()
         self.order.clear()
-        for e in read_events(self.path / ARCHS):
-            k = e.get("key")
-            if not isinstance(k, str):
-                continue
+        for k, e in _keyed(self.path / ARCHS, "key"):
             kind = e["event"]
             if kind == "want":
                 if k not in self.archs:
@@ -269,10 +251,7 @@ class Bench:
         self.task_info.clear()
         self.untuned.clear()
         self.curves.clear()
-        for e in read_events(self.path / TASKS):
-            w = e.get("workload")
-            if not isinstance(w, str):
-                continue
+        for w, e in _keyed(self.path / TASKS, "workload"):
             if e["event"] == "task":
                 self.task_info.setdefault(w, {k: v for k, v in e.items() if k not in ("v", "event", "workload")})
             elif e["event"] == "untuned" and e.get("us") is not None:

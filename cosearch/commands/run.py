@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from cosearch.errors import CosearchError
+from cosearch.errors import CosearchError, first_line
 
 DEFAULT_ATOL = 1e-3
 DEFAULT_RTOL = 1e-3
@@ -58,7 +58,7 @@ def load_inputs(path: str | None, specs, seed: int):
     """Arrays for ``specs`` [(name, shape, dtype)] from ``path`` or seeded random."""
     import numpy as np
 
-    from cosearch.compile.measure import random_inputs
+    from cosearch.compile.deploy.measure import random_inputs
 
     if path is None:
         return random_inputs(specs, seed)
@@ -109,7 +109,7 @@ def run(args) -> int:
     atol = _nonneg_float("--tolerance", args.tolerance)
     rtol = _nonneg_float("--rtol", args.rtol)
 
-    from cosearch.compile.artifact import read_artifact, why_not_runnable_here
+    from cosearch.compile.deploy.artifact import read_artifact, why_not_runnable_here
 
     art = read_artifact(args.dir)
     reason = why_not_runnable_here(art)
@@ -120,8 +120,8 @@ def run(args) -> int:
 
     import numpy as np
 
-    from cosearch.compile.artifact import load_artifact
-    from cosearch.compile.measure import MeasureConfig, measure_local
+    from cosearch.compile.deploy.artifact import load_artifact
+    from cosearch.compile.deploy.measure import MeasureConfig, measure_local
 
     art = load_artifact(art.path)
     import tvm
@@ -147,7 +147,7 @@ def run(args) -> int:
         sess = ort.InferenceSession(str(art.onnx_path), providers=["CPUExecutionProvider"])
         ref = sess.run(None, {name: a for (name, _, _), a in zip(specs, arrays)})
     except Exception as e:  # noqa: BLE001 - a broken reference is a bad artifact
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise CosearchError(f"ONNX Runtime cannot run {str(art.onnx_path)!r}: {first}") from None
 
     print(f"artifact: {art.path} (target {tmeta.get('name')}, {art.library.name})")

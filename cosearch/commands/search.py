@@ -75,7 +75,7 @@ def _float(name: str, text) -> float | None:
 
 def build_config(args, *, strategy: str | None = None):
     """SearchConfig from parsed args (only the options given; defaults from SearchConfig)."""
-    from cosearch.search.loop import SearchConfig
+    from cosearch.search.config import SearchConfig
 
     given = given_settings(args, strategy=strategy)
     return SearchConfig(**given), given
@@ -85,7 +85,7 @@ def given_settings(args, *, strategy: str | None = None) -> dict:
     """The SearchConfig fields the command line gives (validated one by one), nothing else."""
     from cosearch.cli_args import space_settings
     from cosearch.search.evaluator import check_evaluator_kind
-    from cosearch.search.loop import parse_duration
+    from cosearch.search.config import parse_duration
 
     given = {
         "strategy": strategy or getattr(args, "strategy", None),
@@ -132,7 +132,7 @@ def run(args) -> int:
                 raise CosearchError(f"--resume {args.resume!r} is not a search folder (no config.json of a search)") \
                     from None
             given = given_settings(args)  # merged with the stored config below (no budget needed here)
-            from cosearch.search.loop import SearchConfig
+            from cosearch.search.config import SearchConfig
 
             cfg = SearchConfig(**{**stored, **given})
         result = api.resume_search(Path(args.resume), cfg=cfg, progress=not args.no_progress)

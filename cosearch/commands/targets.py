@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 
+HELP = "list compilation targets (built-in and user *.json) or show one resolved"
+DESCRIPTION = """\
+Target names are looked up in $COSEARCH_TARGETS_DIR, then the user folder
+($XDG_CONFIG_HOME/cosearch/targets, default ~/.config/cosearch/targets), then the built-in ones; the
+first match wins. --target also takes a path to a .json file."""  # argparse re-flows it
+
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "targets",
-        help="list compilation targets (built-in and user *.json) or show one resolved",
-        description="Target names are looked up in $COSEARCH_TARGETS_DIR, then the user folder "
-        "($XDG_CONFIG_HOME/cosearch/targets, default ~/.config/cosearch/targets), then the built-in ones; "
-        "the first match wins. --target also takes a path to a .json file.",
-    )
+    p = sub.add_parser("targets", help=HELP, description=DESCRIPTION)
     p.add_argument("action", nargs="?", choices=["list", "show"], default="list", help="list (default) or show")
     p.add_argument("target", nargs="?", help="for show: a target name or a path to a .json target file")
     p.set_defaults(func=run)

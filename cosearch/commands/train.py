@@ -11,19 +11,20 @@ from __future__ import annotations
 import sys
 import time
 
-from cosearch.cli_args import positive_int
+from cosearch.cli_args import add_schedule_options, positive_int
 from cosearch.errors import CosearchError
+
+HELP = "train an artifact's architecture (or SPACE:ARCH), recompile with the tuned schedules, write a trained artifact"
+DESCRIPTION = """\
+MODEL is an artifact folder written by 'cosearch tune' (its config names the space, architecture,
+target and schedule database) or SPACE:ARCH (then --target is required). The network is trained on
+the dataset's train split, recompiled against the schedule database without tuning (every task the
+artifact had from the database must come from it again), and its held-out accuracy is computed with
+the compiled TVM module."""  # argparse re-flows it
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train an artifact's architecture (or SPACE:ARCH), recompile with the tuned schedules, write a trained artifact",
-        description="MODEL is an artifact folder written by 'cosearch tune' (its config names the space, architecture, "
-        "target and schedule database) or SPACE:ARCH (then --target is required). The network is trained on the "
-        "dataset's train split, recompiled against the schedule database without tuning (every task the artifact had "
-        "from the database must come from it again), and its held-out accuracy is computed with the compiled TVM module.",
-    )
+    p = sub.add_parser("train", help=HELP, description=DESCRIPTION)
     p.add_argument("model", metavar="DIR|SPACE:ARCH", help="artifact folder or SPACE:ARCH")
     p.add_argument("--data", default="digits", metavar="D",
                    help="'digits' (embedded, default), PATH.npz with arrays x and y, or a folder with one sub-folder "
@@ -31,10 +32,7 @@ def register(sub) -> None:
     p.add_argument("--epochs", default="5", metavar="N", help="training epochs (default 5)")
     p.add_argument("--out", required=True, metavar="OUT", help="trained artifact folder (new, empty, or an artifact)")
     p.add_argument("--target", default=None, metavar="NAME|PATH", help="target (default: the artifact's)")
-    p.add_argument("--schedules", default=None, metavar="S",
-                   help="schedule database (default: the artifact's, else the target's default)")
-    p.add_argument("--accept-foreign-schedules", action="store_true",
-                   help="use a --schedules database tuned for another CPU with a warning")
+    add_schedule_options(p, default="the artifact's, else the target's default")
     p.add_argument("--batch-size", default="64", metavar="N", help="training batch size (default 64)")
     p.add_argument("--lr", default="0.05", metavar="LR", help="learning rate (default 0.05)")
     p.add_argument("--optimizer", default="sgd", metavar="OPT", help="sgd (Nesterov), adam or adamw (default sgd)")

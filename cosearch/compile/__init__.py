@@ -1,13 +1,15 @@
-"""The compiler side of cosearch: targets, import, MetaSchedule tuning, schedule database.
+"""The compiler side of cosearch, one folder per concept (see docs/architecture.md):
 
-Data flow (each step is a module; nothing here imports TVM until it is used):
+- ``target/``    named targets, machine identity, a database bound to its identity
+- ``frontend/``  import (torch / ONNX -> Relax), constant folding, conv layout, models by name
+- ``plan``       a model's tasks, their status in a database, the untuned-kernel prior
+- ``tuning/``    settings, allocation, runner and builder, the tuning session, confirmation,
+                 logging, early-stop rules (``tuning/stop/``)
+- ``storage/``   the schedule database and the per-task history (append-only JSON lines)
+- ``codegen/``   compiling with the database applied, fallback schedules, intrinsics
+- ``deploy/``    artifacts, end-to-end measurement, RPC
+- ``pipeline``   plan -> tune -> compile -> artifact, what ``cosearch tune`` calls
+- ``engine``     the calls a search loop makes, gathered in one namespace
 
-- ``target``     named targets (``targets/*.json``) -> ``TargetSpec``
-- ``frontend``   torch / ONNX -> ``ImportedModel`` (a lowered, fused Relax module)
-- ``tune``       ``tune_and_compile``: tune only tasks missing from the database,
-                 then ``tvm.compile`` with the database applied
-- ``builder``    a fast in-process MetaSchedule builder (no worker pool per batch)
-- ``database``   the per-target schedule database (MetaSchedule JSON files, tolerant
-                 reader, lock-protected append-only merge)
-- ``early_stop`` ``EarlyStopRule``: when to stop tuning a task
+Heavy imports (TVM, torch, ONNX) happen inside functions: listing targets never imports TVM.
 """

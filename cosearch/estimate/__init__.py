@@ -13,18 +13,22 @@ from cosearch.estimate.base import Estimate, Estimator
 from cosearch.registry import Registry
 
 ESTIMATORS: Registry[type[Estimator]] = Registry("estimator")
-ESTIMATORS.register("tenas", "cosearch.estimate.tenas:TENASEstimator")
-ESTIMATORS.register("naswot", "cosearch.estimate.zero_cost:NASWOTEstimator")
-ESTIMATORS.register("meco", "cosearch.estimate.zero_cost:MeCoEstimator")
-ESTIMATORS.register("swap", "cosearch.estimate.zero_cost:SwapEstimator")
-ESTIMATORS.register("synflow", "cosearch.estimate.zero_cost:SynflowEstimator")
-ESTIMATORS.register("params", "cosearch.estimate.zero_cost:ParamsEstimator")
-ESTIMATORS.register("flops", "cosearch.estimate.zero_cost:FlopsEstimator")
-ESTIMATORS.register("zc", "cosearch.estimate.combine:ZeroCostCombined")
-ESTIMATORS.register("tenas-flops", "cosearch.estimate.combine:TENASFlopsCombined")
-ESTIMATORS.register("zc-all", "cosearch.estimate.combine:AllZeroCostCombined")
-ESTIMATORS.register("zc-xgb", "cosearch.estimate.combine:XGBZeroCostCombined")
-ESTIMATORS.register("train", "cosearch.estimate.train:TrainEstimator")
+_BUILT_IN = {
+    "tenas": "tenas:TENASEstimator",
+    "naswot": "zero_cost:NASWOTEstimator",
+    "meco": "zero_cost:MeCoEstimator",
+    "swap": "zero_cost:SwapEstimator",
+    "synflow": "zero_cost:SynflowEstimator",
+    "params": "zero_cost:ParamsEstimator",
+    "flops": "zero_cost:FlopsEstimator",
+    "zc": "combine:ZeroCostCombined",
+    "tenas-flops": "combine:TENASFlopsCombined",
+    "zc-all": "combine:AllZeroCostCombined",
+    "zc-xgb": "combine:XGBZeroCostCombined",
+    "train": "train:TrainEstimator",
+}
+for _name, _where in _BUILT_IN.items():  # imported when first created
+    ESTIMATORS.register(_name, f"cosearch.estimate.{_where}")
 
 
 def create_estimator(spec: str, /, **kwargs: Any) -> Estimator:

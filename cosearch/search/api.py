@@ -18,8 +18,9 @@ import numpy as np
 
 from cosearch.errors import CosearchError
 from cosearch.search import pareto
-from cosearch.search.evaluator import Evaluator, FakeEvaluator
-from cosearch.search.loop import Search, SearchConfig
+from cosearch.search.evaluator import Evaluator
+from cosearch.search.config import SearchConfig
+from cosearch.search.loop import Search
 from cosearch.search.predictors import TaskLatencyPredictor
 
 
@@ -170,8 +171,10 @@ def make_evaluator(p: Prepared, *, run_dir: Path | None = None, schedules: Path 
 
         return ReplayEvaluator(p.space, p.estimator, bench, schedules_dir=sched, seed=p.cfg.seed)
     if p.cfg.evaluator == "fake":
+        from cosearch.search.testing import FakeEvaluator
+
         return FakeEvaluator(p.space, p.estimator, schedules_dir=sched, seed=p.cfg.seed, train_epochs=p.cfg.train_epochs)
-    from cosearch.compile.dbtarget import bind_database
+    from cosearch.compile.target.binding import bind_database
     from cosearch.search.engine_evaluator import EngineEvaluator
 
     bind_database(sched, p.target)  # a database tuned on another CPU is refused, never silently reused
@@ -230,7 +233,7 @@ def calibrate_objectives(p: Prepared, ev: Evaluator) -> tuple[pareto.Objectives,
             plan = ev.plan(a)
             lats.append(sum(t.weight * TaskLatencyPredictor.heuristic_us(t, 0) for t in plan.tasks) / 1000)
     obj = pareto.Objectives(accuracy_ref=float(lo), accuracy_best=float(hi), latency_ref_ms=1.5 * max(lats),
-                            latency_best_ms=0.0)
+                            latency_best_ms=0.0, accuracy_label=pareto.accuracy_label(cfg.estimator))
     info = {"archs": sample, "scores": scores, "latency_ms": lats,
             "rule": ("acc (trained) ref=chance, best=1" if cfg.train_rung else
                      "acc ref=min, best=max+10% range (table: table min/max)") + "; lat ref=1.5x slowest, best=0"}
@@ -246,8 +249,7 @@ def run_search(cfg: SearchConfig, out: Path, *, schedules: str | None = None, ob
     ev = make_evaluator(p, run_dir=out)
     if objectives is None:
         objectives, calibration = calibrate_objectives(p, ev)
-        if hasattr(ev, "sim"):
-            ev.sim = 0.0  # the calibration is outside the run's clock
+        ev.restart_clock()  # the calibration is outside the run's clock
     extra = {"argv": command or [], "calibration": calibration or {},
              "target": p.target.to_dict() if p.target is not None else None}
     result = _drive(p, ev, out, objectives, extra, resume=False, progress=progress)
@@ -270,7 +272,7 @@ def train_front(out: Path, cfg: SearchConfig, result: dict[str, Any], *, progres
     import time
 
     from cosearch.search.journal import Journal, read_journal
-    from cosearch.search.loop import _atomic_json
+    from cosearch.fsio import atomic_write_json as _atomic_json
 
     out = Path(out)
     points = [p for p in result.get("pareto", []) if isinstance(p, dict)]
@@ -361,7 +363,8 @@ def resume_search(out: Path, *, cfg: SearchConfig | None = None, progress: bool 
     if cfg is not None:  # the post-search training settings may change on resume (not in the hash)
         from dataclasses import replace
 
-        from cosearch.search.loop import TRAIN_FIELDS, _atomic_json
+        from cosearch.fsio import atomic_write_json as _atomic_json
+        from cosearch.search.config import TRAIN_FIELDS
 
         new = replace(stored, **{k: getattr(cfg, k) for k in TRAIN_FIELDS})
         if new != stored:
@@ -390,15 +393,32 @@ def write_report_safe(out: Path) -> tuple[Path | None, str | None]:
         return None, f"report failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
 
 
+def _hypervolume_line(result: dict[str, Any]) -> tuple[str, str]:
+    """(the accuracy axis' name, the hypervolume sentence): the hypervolume in the objectives' own
+    units (``Objectives.area``; the normalised value has no upper bound, see ``pareto``)."""
+    hv = result.get("hypervolume", 0.0) or 0.0
+    try:
+        obj = pareto.Objectives.from_dict(result.get("objectives"))
+    except CosearchError:
+        return "accuracy", f"hypervolume {hv:.4f} (normalised to the run's reference box)"
+    area = obj.area(hv)
+    return obj.accuracy_label, (f"hypervolume {area:,.0f}" if abs(area) >= 1000 else f"hypervolume {area:.4g}") + (
+        f" {obj.area_units}: the area the front dominates up to the reference point "
+        f"({obj.accuracy_label} {obj.accuracy_ref:.4g}, {obj.latency_ref_ms:.4g} ms)")
+
+
 def summary_text(out: Path, result: dict[str, Any], report: Path | None) -> str:
+    label, hv_line = _hypervolume_line(result)
     lines = [f"search {result.get('strategy')}: {result.get('proposed')} proposed, {result.get('evaluated')} evaluated, "
              f"{result.get('stopped_early')} stopped early, {result.get('failed')} failed, {result.get('trials')} "
-             f"tuning trials, {result.get('wall_s', 0):.1f} s; hypervolume {result.get('hypervolume', 0):.4f}"]
-    lines.append(f"{'#':>2}  {'accuracy':>9}  {'latency ms':>10}  arch")
+             f"tuning trials, {result.get('wall_s', 0):.1f} s", hv_line]
+    w = max(9, len(label))
+    lines.append(f"{'#':>2}  {label:>{w}}  {'latency ms':>10}  arch")
     for i, r in enumerate(result.get("pareto", [])):
         acc = r.get("accuracy")
         lat = r.get("latency_ms")
-        lines.append(f"{i:>2}  {acc if acc is None else f'{acc:9.3f}'}  {lat if lat is None else f'{lat:10.4f}'}  {r['arch']}")
+        lines.append(f"{i:>2}  {'-' if acc is None else f'{acc:.3f}':>{w}}  {lat if lat is None else f'{lat:10.4f}'}  "
+                     f"{r['arch']}")
     trained = [(i, r["trained"]) for i, r in enumerate(result.get("pareto", [])) if r.get("trained")]
     if trained:
         lines.append(f"trained: {'#':>2}  {'TVM held-out':>12}  {'torch held-out':>14}  artifact")

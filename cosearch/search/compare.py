@@ -21,14 +21,16 @@ from typing import Any
 from cosearch.errors import CosearchError
 from cosearch.search import api
 from cosearch.search.journal import read_journal
-from cosearch.search.loop import STRATEGIES, SearchConfig, _atomic_json
+from cosearch.fsio import atomic_write_json
+from cosearch.search.config import SearchConfig
+from cosearch.search.strategies import STRATEGIES
 
 
 def parse_strategies(text: str) -> list[str]:
     out = [s.strip() for s in str(text).split(",") if s.strip()]
     bad = [s for s in out if s not in STRATEGIES]
     if not out or bad:
-        raise CosearchError(f"--strategies: unknown {', '.join(bad) or '(none given)'}; valid: {', '.join(STRATEGIES)}")
+        raise CosearchError(f"--strategies: unknown {', '.join(bad) or '(none given)'}; valid: {', '.join(STRATEGIES.names())}")
     if len(set(out)) != len(out):
         raise CosearchError(f"--strategies lists a strategy twice: {text!r}")
     return out
@@ -92,7 +94,7 @@ def run_compare(base: SearchConfig, strategies: list[str], out: Path, *, schedul
                     "final hypervolume: after the full re-measurement of the front"}
     if truth is not None:
         data["truth"] = truth
-    _atomic_json(out / "compare.json", data)
+    atomic_write_json(out / "compare.json", data)
     return data
 
 

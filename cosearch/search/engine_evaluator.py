@@ -24,7 +24,7 @@ def _one_line(e: BaseException) -> str:
 
 class EngineEvaluator(Evaluator):
     kind = "engine"
-    #: the engine keeps its measuring worker between calls (``tune.acquire_runner``): NB201 bench-net
+    #: the engine keeps its measuring worker between calls (``tuning.runner.acquire_runner``): NB201 bench-net
     #: tasks, 8 trials in 1.76 s, 32 in 5.71 s (bench/results/call_overhead.json, znver4)
     call_cost_prior = (0.5, 0.2)
 
@@ -79,7 +79,7 @@ class EngineEvaluator(Evaluator):
 
     def tune(self, tasks: Sequence[Task], budgets: dict[str, int]) -> TuneResult:
         from cosearch.compile import engine
-        from cosearch.compile.tune import TuneConfig
+        from cosearch.compile.tuning.config import TuneConfig
 
         pts = [self._ptasks[t.workload] for t in tasks if t.workload in self._ptasks]
         total = int(sum(budgets.get(t.workload, 0) for t in tasks))
@@ -94,7 +94,7 @@ class EngineEvaluator(Evaluator):
 
     def measure(self, arch: str, *, final: bool = False) -> Measured:
         from cosearch.compile import engine
-        from cosearch.compile.measure import SEARCH_MEASURE, MeasureConfig, measure
+        from cosearch.compile.deploy.measure import SEARCH_MEASURE, MeasureConfig, measure
 
         t0 = time.perf_counter()
         try:

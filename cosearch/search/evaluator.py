@@ -11,31 +11,27 @@
 - ``train(arch, threshold=)``  the training rung (``--estimator X+train``): short real training with the
                                learning-curve early stop against ``threshold`` (``cosearch.estimate.train``).
 
-Two implementations: ``EngineEvaluator`` (``cosearch.search.engine_evaluator``:
-real TVM through ``cosearch.compile.engine``) and ``FakeEvaluator`` (here) — a
-deterministic, seeded *simulation* of a compiler, **for search-logic tests and
-benchmarks of the loop only**: tasks are shared across architectures exactly as
-in the real spaces (same op at the same stage / same block shape = same
-workload), each workload has a synthetic untuned latency and an exponential
-tuning curve, and end-to-end latency is a calibrated kernel sum plus noise. It
-keeps a *simulated clock* (seconds a real compiler would have spent), so budget
-semantics and time-to-hypervolume curves can be exercised in seconds.
+Implementations: ``EngineEvaluator`` (``cosearch.search.engine_evaluator``: real TVM
+through ``cosearch.compile.engine``), ``ReplayEvaluator`` (``cosearch.cobench.replay``:
+a recorded benchmark) and, for tests and the loop's own benchmarks only,
+``FakeEvaluator`` (``cosearch.search.testing``: a seeded simulation of a compiler).
+
+Evaluators that simulate work keep a clock of their own (``sim``, seconds a real
+compiler would have spent) that the run adds to the wall clock (``extra_seconds``).
+The simulated tuning state of the fake and the replay is a JSON-lines trial log
+(``append_trials_log`` / ``read_trials_log``).
 """
 
 from __future__ import annotations
 
 import abc
-import hashlib
-import json
-import math
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
+from cosearch import jsonl
 from cosearch.errors import CosearchError
 
 
@@ -135,6 +131,8 @@ class Evaluator(abc.ABC):
     #: (set-up seconds of one tuning call, seconds per trial) the search assumes before it has
     #: timed calls of its own (``value.CallCost``)
     call_cost_prior: tuple[float, float] = (5.0, 0.4)
+    #: seconds of simulated work so far (an evaluator that simulates a compiler adds to it)
+    sim: float = 0.0
 
     def __init__(self, space, estimator, trainer=None) -> None:
         self.space = space
@@ -178,248 +176,33 @@ class Evaluator(abc.ABC):
         return self.trainer.config() if self.trainer is not None else {}
 
     def extra_seconds(self) -> float:
-        """Simulated seconds to add to the wall clock (``FakeEvaluator`` only)."""
-        return 0.0
+        """Simulated seconds to add to the wall clock: ``sim`` (0 for a real compiler)."""
+        return self.sim
+
+    def restart_clock(self) -> None:
+        """Start the simulated clock again from zero (work done before a run, like the
+        objectives' calibration, is not the run's)."""
+        self.sim = 0.0
 
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind}
 
 
-def read_trials_log(path: Path) -> dict[str, int]:
+def read_trials_log(path: str | os.PathLike) -> dict[str, int]:
     """Trials spent per workload from a simulated database (``{"v": 1, "workload", "trials"}``
-    lines; a torn last line is skipped)."""
+    lines, read by ``cosearch.jsonl``: a damaged line is skipped, as is a malformed record)."""
     out: dict[str, int] = {}
-    if Path(path).exists():
-        for line in Path(path).read_text().splitlines():
-            try:
-                ev = json.loads(line)
-                out[ev["workload"]] = out.get(ev["workload"], 0) + int(ev["trials"])
-            except (ValueError, KeyError, TypeError):
-                continue
+    for ev in jsonl.read(path):
+        try:
+            out[ev["workload"]] = out.get(ev["workload"], 0) + int(ev["trials"])
+        except (KeyError, TypeError, ValueError):
+            continue
     return out
 
 
-def append_trials_log(path: Path, trials: dict[str, int]) -> None:
-    """Append one line per workload tuned, fsynced (what a kill must not lose)."""
-    with open(path, "a") as fh:
-        for w, n in trials.items():
-            fh.write(json.dumps({"v": 1, "workload": w, "trials": n}) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-# =========================================================================== the fake
-def _unit(*parts: Any) -> float:
-    """A deterministic number in [0, 1) from ``parts``."""
-    h = hashlib.sha256(repr(parts).encode()).digest()
-    return int.from_bytes(h[:8], "little") / 2.0**64
-
-
-class FakeEvaluator(Evaluator):
-    """A simulated compiler for search-logic tests (see the module docstring).
-
-    Persistent state (so a killed and resumed run sees its tuning):
-    ``<schedules_dir>/fake_db.jsonl``, one line ``{"v": 1, "workload", "trials"}``
-    per tuning call, appended and fsynced. ``sleep`` (or env ``COSEARCH_FAKE_SLEEP``)
-    makes it really sleep that fraction of each simulated cost (for kill tests).
-    ``fail_rate`` (or env ``COSEARCH_FAKE_FAIL``): that fraction of architectures
-    fails to compile (deterministically by arch).
-    """
-
-    kind = "fake"
-    COST = {"plan": 0.3, "trial": 0.25, "measure": 1.0, "final": 3.0, "accuracy": 1.5, "epoch": 6.0}
-    CALIBRATION = (1.7, 0.02)  # end-to-end ms = a * kernel sum ms + b
-
-    def __init__(self, space, estimator=None, *, schedules_dir: str | os.PathLike, seed: int = 0,
-                 sleep: float | None = None, fail_rate: float | None = None, train_epochs: int = 5) -> None:
-        super().__init__(space, estimator)
-        self.train_epochs = int(train_epochs)
-        self._lc = None
-        self.seed = int(seed)
-        self.dir = Path(schedules_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.db_path = self.dir / "fake_db.jsonl"
-        self.sleep = float(os.environ.get("COSEARCH_FAKE_SLEEP", 0.0)) if sleep is None else float(sleep)
-        self.fail_rate = float(os.environ.get("COSEARCH_FAKE_FAIL", 0.0)) if fail_rate is None else float(fail_rate)
-        self.sim = 0.0
-        self._measures: dict[str, int] = {}
-        self.trials: dict[str, int] = read_trials_log(self.db_path)
-
-    # -- clock --------------------------------------------------------------------
-    def _spend(self, seconds: float) -> float:
-        self.sim += seconds
-        if self.sleep > 0:
-            time.sleep(seconds * self.sleep)
-        return seconds
-
-    def extra_seconds(self) -> float:
-        return self.sim
-
-    def config(self) -> dict[str, Any]:
-        return {"kind": self.kind, "seed": self.seed, "fail_rate": self.fail_rate}
-
-    # -- accuracy -----------------------------------------------------------------
-    def accuracy(self, arch: str) -> tuple[float, float, str]:
-        if self.estimator is not None:
-            score, sec, fid = super().accuracy(arch)
-            return score, sec, fid
-        return self._synthetic_score(arch), self._spend(self.COST["accuracy"]), "synthetic"
-
-    def _flops(self, arch: str) -> float:
-        return Plan(arch, merge_tasks(self._raw_tasks(arch))).flops  # no simulated cost
-
-    def _synthetic_score(self, arch: str, *, spend: bool = True) -> float:
-        code = np.asarray(self.space.encode(arch), dtype=float)
-        w = np.array([_unit("accw", self.seed, i) for i in range(code.size)]) * 2 - 0.5
-        flops = self.plan(arch).flops if spend else self._flops(arch)
-        return 50 + 20 * float(code @ w) / max(1.0, code.sum()) + 4 * math.log1p(flops / 1e6) \
-            + 2 * _unit("accn", self.seed, self.space.key(arch))
-
-    # -- training (simulated curves, the real learning-curve rule) ------------------
-    def true_accuracy(self, arch: str) -> float:
-        """The simulated final validation accuracy: monotone in the synthetic score, plus
-        per-arch noise (so the cheap score ranks imperfectly, as zero-cost proxies do)."""
-        z = (self._synthetic_score(arch, spend=False) - 62.0) / 5.0 + 1.2 * (2 * _unit("tacc", self.seed, self.space.key(arch)) - 1)
-        return 0.1 + 0.85 / (1 + math.exp(-z))
-
-    def fake_curve(self, arch: str) -> list[float]:
-        key = self.space.key(arch)
-        final, e = self.true_accuracy(arch), self.train_epochs
-        rate = 0.3 + 1.2 * _unit("lcr", self.seed, key)
-        out = []
-        for k in range(1, e + 1):
-            v = 0.1 + (final - 0.1) * (1 - math.exp(-rate * k)) / (1 - math.exp(-rate * e))
-            out.append(min(1.0, max(0.0, v + (0.0 if k == e else 0.01 * (2 * _unit("lcn", self.seed, key, k) - 1)))))
-        return out
-
-    def train(self, arch: str, *, threshold: float | None, signals: dict[str, float] | None = None) -> Trained:
-        """Simulated training: a seeded curve rising to ``true_accuracy``; the decisions are
-        the real ``LearningCurvePredictor`` rule (its samples in ``<schedules>/fake_lc.jsonl``)."""
-        from cosearch.train.predictor import LearningCurvePredictor
-
-        if self._lc is None:
-            self._lc = LearningCurvePredictor(self.dir / "fake_lc.jsonl", space_config=self.space.config(),
-                                              min_samples=6, seed=self.seed)
-        full, e = self.fake_curve(arch), self.train_epochs
-        curve, decisions, predicted, stopped, sec = [], [], None, False, 0.0
-        flops = self._flops(arch)
-        for k in range(1, e + 1):
-            sec += self._spend(self.COST["epoch"] * (0.5 + math.log1p(flops / 1e6) / 5))
-            curve.append(full[k - 1])
-            if k < e:
-                d = self._lc.decide(curve, e, threshold, signals=signals)
-                decisions.append({"epoch": k, **d.to_dict()})
-                predicted = d.predicted if d.predicted is not None else predicted
-                if d.stop:
-                    stopped = True
-                    break
-        if not stopped:
-            self._lc.observe(arch, curve, e, signals=signals)
-        return Trained(curve[-1], curve, e, stopped, predicted, decisions, sec, f"fake-train:{e}")
-
-    def train_config(self, cfg=None) -> dict[str, Any]:
-        return {"fake": True, "epochs": self.train_epochs}
-
-    # -- tasks --------------------------------------------------------------------
-    def _raw_tasks(self, arch: str) -> list[Task]:
-        name = getattr(self.space, "name", "")
-        if name == "nb201":
-            return self._nb201_tasks(arch)
-        if name == "mbv2":
-            return self._mbv2_tasks(arch)
-        code = np.asarray(self.space.encode(arch), dtype=float)
-        return [Task(f"g{i}:{v:g}", 1, "conv2d", 1e5 * (1 + v), (), f"g{i}") for i, v in enumerate(code)]
-
-    def _nb201_tasks(self, arch: str) -> list[Task]:
-        C, N, R = self.space.C, self.space.N, self.space.resolution
-        ops = self.space.ops(arch)
-        tasks = [Task(f"stem:{C}@{R}", 1, "conv2d", 2 * 27 * C * R * R, ((1, 3, R, R),), "stem")]
-        for s in range(3):
-            ch, res = C * 2 ** s, R // 2 ** s
-            for op, flops, kind in (("nor_conv_3x3", 2 * 9 * ch * ch * res * res, "conv2d"),
-                                    ("nor_conv_1x1", 2 * ch * ch * res * res, "conv2d"),
-                                    ("avg_pool_3x3", 9 * ch * res * res, "pool")):
-                n = sum(1 for o in ops if o == op)
-                if n:
-                    tasks.append(Task(f"{op}:{ch}@{res}", n * N, kind, flops, ((1, ch, res, res),), op))
-            if s:
-                tasks.append(Task(f"reduce:{ch}@{res}", 1, "conv2d", 4 * 9 * ch * ch * res * res / 2,
-                                  ((1, ch // 2, res * 2, res * 2),), "reduce"))
-        tasks.append(Task(f"head:{4 * C}", 1, "dense", 2 * 4 * C * self.space.num_classes, (), "head"))
-        return tasks
-
-    def _mbv2_tasks(self, arch: str) -> list[Task]:
-        b = self.space.blocks(arch)
-        res = self.space.resolution // 2
-        tasks = [Task(f"stem:{b['stem']}@{res * 2}", 1, "conv2d", 2 * 27 * b["stem"] * res * res, (), "stem")]
-        for c_in, c_out, k, e, stride in b["blocks"]:
-            mid = c_in * e
-            if e != 1:
-                tasks.append(Task(f"pw:{c_in}x{mid}@{res}", 1, "conv2d", 2 * c_in * mid * res * res, (), "pw"))
-            out_res = res // stride
-            tasks.append(Task(f"dw:{mid}k{k}s{stride}@{res}", 1, "depthwise_conv2d", 2 * k * k * mid * out_res ** 2,
-                              (), "dw"))
-            tasks.append(Task(f"pwl:{mid}x{c_out}@{out_res}", 1, "conv2d", 2 * mid * c_out * out_res ** 2, (), "pwl"))
-            res = out_res
-        tasks.append(Task(f"last:{b['last']}@{res}", 1, "conv2d", 2 * b["blocks"][-1][1] * b["last"] * res * res, (),
-                          "last"))
-        return tasks
-
-    def plan(self, arch: str) -> Plan:
-        return Plan(arch, merge_tasks(self._raw_tasks(arch)), self._spend(self.COST["plan"]))
-
-    # -- the synthetic latency model ----------------------------------------------
-    def untuned_us(self, t: Task) -> float:
-        gflops = 0.5 + 1.5 * _unit("ut", self.seed, t.workload)
-        return t.flops / (gflops * 1e3) + 1.0
-
-    def tuned_us(self, t: Task, trials: int) -> float | None:
-        if trials <= 0:
-            return None
-        u = self.untuned_us(t)
-        floor = u * (0.1 + 0.25 * _unit("floor", self.seed, t.workload))
-        tau = 10 + 50 * _unit("tau", self.seed, t.workload)
-        return floor + (u - floor) * math.exp(-trials / tau)
-
-    def task_states(self, plan: Plan) -> dict[str, TaskState]:
-        return {t.workload: TaskState(self.tuned_us(t, self.trials.get(t.workload, 0)), self.trials.get(t.workload, 0))
-                for t in plan.tasks}
-
-    def tune(self, tasks: Sequence[Task], budgets: dict[str, int]) -> TuneResult:
-        by = {t.workload: t for t in tasks}
-        run = {w: int(n) for w, n in budgets.items() if n > 0 and w in by}
-        if run:
-            append_trials_log(self.db_path, run)
-        for w, n in run.items():
-            self.trials[w] = self.trials.get(w, 0) + n
-        total = sum(run.values())
-        sec = self._spend(total * self.COST["trial"])
-        return TuneResult(total, sec, {w: self.tuned_us(by[w], self.trials[w]) for w in run}, run)
-
-    def kernel_sum_ms(self, plan: Plan) -> float:
-        tot = 0.0
-        for t in plan.tasks:
-            us = self.tuned_us(t, self.trials.get(t.workload, 0))
-            tot += t.weight * (us if us is not None else self.untuned_us(t))
-        return tot / 1000.0
-
-    def measure(self, arch: str, *, final: bool = False) -> Measured:
-        key = self.space.key(arch)
-        sec = self._spend(self.COST["final" if final else "measure"])
-        if self.fail_rate > 0 and _unit("fail", self.seed, key) < self.fail_rate:
-            return Measured(None, "fake compile failure (simulated)", "compile", sec)
-        n = self._measures.get(key, 0)
-        self._measures[key] = n + 1
-        a, b = self.CALIBRATION
-        noise = (0.01 if final else 0.03) * (2 * _unit("noise", self.seed, key, n, final) - 1)
-        plan = Plan(arch, merge_tasks(self._raw_tasks(arch)))
-        return Measured((a * self.kernel_sum_ms(plan) + b) * (1 + noise), None, "measure", sec)
-
-    def export(self, arch: str, out_dir: Path, *, config: dict[str, Any]) -> None:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "FAKE.json").write_text(json.dumps({"arch": arch, "note": "FakeEvaluator: no real artifact",
-                                                       "config": config}, indent=1, default=str) + "\n")
+def append_trials_log(path: str | os.PathLike, trials: dict[str, int]) -> None:
+    """Append one line per workload tuned, fsynced (``cosearch.jsonl``: what a kill must not lose)."""
+    jsonl.append(path, [{"v": 1, "workload": w, "trials": n} for w, n in trials.items()])
 
 
 def check_evaluator_kind(kind: str) -> str:

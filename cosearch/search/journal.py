@@ -15,53 +15,25 @@ before appending, so a resumed journal stays valid JSON lines.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from cosearch import jsonl
 from cosearch.errors import CosearchError
 
 VERSION = 1
 FILE = "journal.jsonl"
 
 
-def _clean(x: Any) -> Any:
-    """JSON-safe: non-finite floats become ``None`` (JSON has no NaN/inf)."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
-
-
 def read_journal(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """All events of a journal file; a torn (unparsable) *last* line is ignored."""
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        return []
-    except OSError as e:
-        raise CosearchError(f"cannot read journal {str(p)!r}: {e.strerror or e}") from None
-    lines = raw.split(b"\n")
-    events: list[dict[str, Any]] = []
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        last = all(not rest.strip() for rest in lines[i + 1:])
-        try:
-            ev = json.loads(line)
-            if not isinstance(ev, dict) or "event" not in ev:
-                raise ValueError("not an event object")
-        except (ValueError, UnicodeDecodeError):
-            if last:
-                break  # torn tail of a killed writer
-            raise CosearchError(f"journal {str(p)!r} line {i + 1} is damaged (not a JSON event)") from None
-        events.append(ev)
+    """All events of a journal file; a torn (unparsable) *last* line is ignored, a damaged
+    line anywhere else is a ``CosearchError`` (``jsonl.read(strict=True)``)."""
+    events = jsonl.read(path, strict=True).records
+    for i, ev in enumerate(events):
+        if "event" not in ev:
+            raise CosearchError(f"journal {str(path)!r}: entry {i + 1} is not an event (no 'event' field)")
     return events
 
 
@@ -84,7 +56,7 @@ def _valid_prefix_length(raw: bytes) -> int:
 
 
 class Journal:
-    """Appends events to ``DIR/journal.jsonl`` (one ``write`` + ``fsync`` per event).
+    """Appends events to ``DIR/journal.jsonl`` (``jsonl.append``: one ``write`` + ``fsync`` per event).
 
     ``t0_offset`` is the last ``t`` of an earlier session (resume), so ``t`` keeps
     growing; ``extra_time`` is a callable adding simulated seconds (the
@@ -102,7 +74,7 @@ class Journal:
                 fh.truncate(keep)
                 fh.flush()
                 os.fsync(fh.fileno())
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.closed = False
         self._start = time.monotonic()
         self._offset = float(t0_offset)
         self._extra = extra_time
@@ -115,16 +87,14 @@ class Journal:
         return self._offset + wall + extra
 
     def write(self, event: str, **fields: Any) -> dict[str, Any]:
+        if self.closed:
+            raise ValueError(f"journal {str(self.path)!r} is closed")
         ev = {"v": VERSION, "event": event, "t": round(self.now(), 4), **fields}
-        line = (json.dumps(_clean(ev), sort_keys=False, allow_nan=False) + "\n").encode()
-        os.write(self._fd, line)
-        os.fsync(self._fd)
+        jsonl.append(self.path, [ev])
         return ev
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self.closed = True
 
     def __enter__(self) -> "Journal":
         return self

@@ -12,17 +12,26 @@ larger is better on both axes, the reference point is ``(0, 0)``, the
 and best values are fixed before a run and written in its config, so
 hypervolumes of different runs and strategies with the same ``Objectives``
 are comparable; a single point at the best corner gives exactly 1.0.
+
+The best corner is *not* a bound: a training-free score has no maximum known before
+the run, and a front point more accurate than ``accuracy_best`` maps above 1, so the
+normalised hypervolume can exceed 1. What users read is therefore
+``Objectives.area(hv)``: the same hypervolume in the objectives' own units
+(accuracy unit × ms, the area the front dominates up to the reference point), with
+the accuracy axis named by ``Objectives.accuracy_label`` (``accuracy_label(spec)``
+derives it from the estimator spec).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
 from cosearch.errors import CosearchError
 
-__all__ = ["Objectives", "pareto_indices", "dominated", "hypervolume"]
+__all__ = ["Objectives", "accuracy_label", "pareto_indices", "dominated", "hypervolume"]
 
 _FIELDS = ("accuracy_ref", "accuracy_best", "latency_ref_ms", "latency_best_ms")
 
@@ -48,6 +57,20 @@ def _finite(a: float, b: float) -> bool:
     return math.isfinite(a) and math.isfinite(b)
 
 
+def accuracy_label(estimator: str) -> str:
+    """What the accuracy axis of a search with ``--estimator estimator`` holds, for people:
+    ``"X+train"`` -> ``"validation accuracy"`` (the training rung decides the front),
+    ``"table:PATH"`` -> ``"table accuracy (FILE)"`` (whatever the table's ``accuracy`` column
+    holds), any other (training-free) estimator ``X`` -> ``"X score"``."""
+    spec = str(estimator)
+    if spec.endswith("+train") and spec != "+train":  # the spelling of ``SearchConfig.train_rung``
+        return "validation accuracy"
+    name, sep, path = spec.partition(":")
+    if name == "table" and sep:
+        return f"table accuracy ({os.path.basename(path) or path})"
+    return f"{spec} score"
+
+
 @dataclass(frozen=True)
 class Objectives:
     """Reference and best values of both objectives, fixed before a run.
@@ -56,12 +79,15 @@ class Objectives:
     and ``(accuracy_best, latency_best_ms)`` to ``(1, 1)``; larger is better on
     both axes. Values are not clipped: a point better than "best" maps above 1,
     a point worse than the reference maps below 0 (and adds no hypervolume).
+    ``accuracy_label`` names the accuracy axis (``accuracy_label(spec)``); it is
+    description only and takes no part in the maths.
     """
 
     accuracy_ref: float
     accuracy_best: float
     latency_ref_ms: float
     latency_best_ms: float
+    accuracy_label: str = "accuracy"
 
     def __post_init__(self) -> None:
         for name in _FIELDS:
@@ -81,13 +107,24 @@ class Objectives:
             )
         if self.latency_best_ms < 0:
             raise CosearchError(f"objectives: latency_best_ms={self.latency_best_ms!r} must be >= 0")
+        if not isinstance(self.accuracy_label, str) or not self.accuracy_label.strip():
+            raise CosearchError(f"objectives: accuracy_label={self.accuracy_label!r} must be a non-empty string")
 
     def normalize(self, acc: float, lat_ms: float) -> tuple[float, float]:
         a = (_num(acc) - self.accuracy_ref) / (self.accuracy_best - self.accuracy_ref)
         l = (self.latency_ref_ms - _num(lat_ms)) / (self.latency_ref_ms - self.latency_best_ms)
         return a, l
 
-    def to_dict(self) -> dict[str, float]:
+    def area(self, hv: float) -> float:
+        """A normalised hypervolume in the objectives' own units (``accuracy_label`` × ms):
+        the area the points dominate up to the reference point, no upper bound."""
+        return _num(hv) * (self.accuracy_best - self.accuracy_ref) * (self.latency_ref_ms - self.latency_best_ms)
+
+    @property
+    def area_units(self) -> str:
+        return f"{self.accuracy_label} × ms"
+
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
@@ -99,7 +136,8 @@ class Objectives:
             raise CosearchError(
                 f"objectives: missing {', '.join(missing)} in {dict(d)!r}; expected keys {', '.join(_FIELDS)}"
             )
-        return cls(**{k: d[k] for k in _FIELDS})
+        label = {"accuracy_label": d["accuracy_label"]} if "accuracy_label" in d else {}
+        return cls(**{k: d[k] for k in _FIELDS}, **label)
 
 
 def pareto_indices(points: Sequence[Sequence[Any]]) -> list[int]:

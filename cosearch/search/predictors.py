@@ -21,7 +21,7 @@ one point of W's tuning curve; ``curves.curves_from_samples`` rebuilds the curve
 database is per target, and so are kernel latencies; ``accuracy-<space>-<hash>.jsonl``
 (``{"v":1,"arch","x":[...],"score"}``), hash of the space and estimator configs.
 Samples rather than pickled models: inspectable, mergeable across concurrent runs
-(one ``O_APPEND`` write per line), and XGBoost refits on a few thousand rows in
+(one ``O_APPEND`` write per call, ``cosearch.jsonl``), and XGBoost refits on a few thousand rows in
 milliseconds. Models are refitted every few new samples, with a fixed seed.
 """
 
@@ -30,15 +30,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from cosearch.compile.early_stop import OP_KINDS
+from cosearch import jsonl
+from cosearch.compile.plan import OP_KINDS, expected_us
 from cosearch.search.curves import elements_of
 from cosearch.search.evaluator import Task
+
 MIN_SAMPLES = 10
 PRED_DIR = "search-predictors"
 
@@ -46,28 +47,14 @@ PRED_DIR = "search-predictors"
 def _append_lines(path: Path | None, rows: Sequence[dict[str, Any]]) -> None:
     if path is None or not rows:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = "".join(json.dumps(r) + "\n" for r in rows).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    # ``json.dumps`` as version 1 wrote them (NaN kept: a missing screen score in ``x``)
+    jsonl.append_lines(path, [json.dumps(r) for r in rows])
 
 
 def _read_lines(path: Path | None) -> list[dict[str, Any]]:
-    if path is None or not path.exists():
+    if path is None:
         return []
-    out = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            r = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(r, dict) and r.get("v") == 1:
-            out.append(r)
-    return out
+    return [r for r in jsonl.read(path) if r.get("v") == 1]
 
 
 class _Booster:
@@ -161,8 +148,10 @@ class TaskLatencyPredictor(_Online):
 
     @staticmethod
     def heuristic_us(t: Task, trials: int) -> float:
-        """Before training: ~1 GFLOP/s untuned, ~4x faster when tuned (TVM-NOTES orders of magnitude)."""
-        base = t.flops / 1e3 + 1.0
+        """Before training: the untuned kernel's µs from the one prior (``compile.plan.expected_us``
+        of its FLOPs: its shapes are not journaled, and a resumed run must predict as the first
+        did), ~4x faster when tuned (TVM-NOTES orders of magnitude)."""
+        base = expected_us(t.flops)
         return base if trials <= 0 else base * (0.25 + 0.75 * math.exp(-trials / 32))
 
     def predict(self, t: Task, trials: int) -> float:

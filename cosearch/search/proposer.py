@@ -1,21 +1,23 @@
 """Architecture proposals: Optuna 5's ``NSGAIISampler`` through ask/tell.
 
-The trial parameters are the space's decisions (NB201: 6 categorical edges
-``e1..e6`` over the 5 ops; MBV2: width ``w`` and per stage ``s<i>_k``, ``s<i>_e``,
-``s<i>_d``). Optuna only *proposes*: the search's journal is the source of
-truth, because a latency told to Optuna is a snapshot (tuning keeps improving
-every architecture's latency afterwards, and a trial cannot be re-told). On
-resume the study is rebuilt by ``replay`` (``study.add_trial`` of each told trial
-in journal order, with its NSGA-II generation) and the sampler is re-seeded
-with ``seed + number of replayed trials``: no completed evaluation is repeated,
-though the proposals after a resume are not bit-identical to an uninterrupted run.
+The trial parameters are the space's decisions (``SearchSpace.decisions()``, named
+and ordered by the space; NB201: 6 categorical edges ``e1..e6`` over the 5 ops;
+MBV2: width ``w`` and per stage ``s<i>_k``, ``s<i>_e``, ``s<i>_d``), and an asked
+trial becomes an architecture through ``space.from_decisions``. Optuna only
+*proposes*: the search's journal is the source of truth, because a latency told to
+Optuna is a snapshot (tuning keeps improving every architecture's latency
+afterwards, and a trial cannot be re-told). On resume the study is rebuilt by
+``replay`` (``study.add_trial`` of each told trial in journal order, with its
+NSGA-II generation) and the sampler is re-seeded with ``seed + number of replayed
+trials``: no completed evaluation is repeated, though the proposals after a resume
+are not bit-identical to an uninterrupted run.
 
 With a finite ``pool`` (a ``table:`` estimator), an asked point is projected onto
 the nearest not-yet-seen pool architecture (L1 distance of ``space.encode``,
 ties broken by a seeded generator); the trial keeps its asked parameters and is
 told the projected architecture's values.
 
-Spaces other than nb201/mbv2 (plug-ins) get seeded random proposals
+A space that lists no decisions (a plug-in may not) gets seeded random proposals
 (``space.sample``) - documented, not silent.
 """
 
@@ -30,32 +32,13 @@ GEN_KEY = "NSGAIISampler:generation"
 
 
 def _distributions(space) -> dict[str, Any] | None:
+    """One Optuna categorical distribution per decision of ``space`` (``None``: it lists none)."""
+    decisions = space.decisions()
+    if not decisions:
+        return None
     from optuna.distributions import CategoricalDistribution
 
-    if space.name == "nb201":
-        return {f"e{i + 1}": CategoricalDistribution(list(space.OPS)) for i in range(len(space.EDGES))}
-    if space.name == "mbv2":
-        d = {"w": CategoricalDistribution(list(space.WIDTHS))}
-        for i, depths in enumerate(space.DEPTHS, start=1):
-            d[f"s{i}_k"] = CategoricalDistribution(list(space.KERNELS))
-            d[f"s{i}_e"] = CategoricalDistribution(list(space.EXPANSIONS))
-            d[f"s{i}_d"] = CategoricalDistribution(list(depths))
-        return d
-    return None
-
-
-def params_to_arch(space, params: dict[str, Any]) -> str:
-    if space.name == "nb201":
-        from cosearch.space.nb201 import format_ops
-
-        return format_ops([params[f"e{i + 1}"] for i in range(len(space.EDGES))])
-    if space.name == "mbv2":
-        from cosearch.space.mbv2 import format_decisions
-
-        wi = list(space.WIDTHS).index(params["w"])
-        stages = tuple((params[f"s{i}_k"], params[f"s{i}_e"], params[f"s{i}_d"]) for i in range(1, len(space.DEPTHS) + 1))
-        return format_decisions((wi, stages))
-    raise ValueError(f"no parameter encoding for space {space.name!r}")
+    return {d.name: CategoricalDistribution(list(d.choices)) for d in decisions}
 
 
 class Proposer:
@@ -94,7 +77,7 @@ class Proposer:
             return None, arch, {}
         trial = self.study.ask(self.dists)
         params = dict(trial.params)
-        arch = params_to_arch(self.space, params)
+        arch = self.space.from_decisions(params)
         if self.pool is not None:
             arch = self._project(arch, seen_keys)
             if arch is None:

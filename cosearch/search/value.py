@@ -9,7 +9,7 @@ run's own tuning calls). ``choose_batch`` grows a batch greedily, one task at a 
 the rate improves: a call's set-up is paid once, so tasks that would not pay alone share it.
 Tasks no front candidate uses have no value, so trials go where the front needs them.
 
-The joint search finishes its front with it (``loop.Search.finish_front``): the front's
+The joint search finishes its front with it (``strategies.joint.Joint.finish_front``): the front's
 tasks are tuned past the per-task cap, up to ``CONVERGED_TRIALS``, first by
 ``tolerance_plan`` (what brings every front point within a tolerance of its predicted
 converged latency, cheapest first), then by ``choose_batch``. ``reserve_due`` says when to

@@ -4,6 +4,8 @@ A user's own space: subclass ``SearchSpace``, then either
 ``SPACES.register("mine", MySpace)`` in code, or expose it to the CLI with the
 ``COSEARCH_PLUGINS`` environment variable (comma-separated modules imported at
 start-up, each registering its spaces/estimators). See ``docs/spaces.md``.
+A space that lists its decisions (``SearchSpace.decisions``) is searched by
+NSGA-II over them; one that does not, by seeded ``sample`` draws.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 from cosearch.errors import CosearchError
 from cosearch.registry import Registry
-from cosearch.space.base import SearchSpace
+from cosearch.space.base import Decision, SearchSpace
 
 SPACES: Registry[type[SearchSpace]] = Registry("space")
 SPACES.register("nb201", "cosearch.space.nb201:NB201Space")
@@ -32,4 +34,4 @@ def parse_model_spec(text: str, **settings: Any) -> tuple[SearchSpace, str]:
     return space, space.canonical(arch)
 
 
-__all__ = ["SPACES", "SearchSpace", "create_space", "parse_model_spec"]
+__all__ = ["SPACES", "Decision", "SearchSpace", "create_space", "parse_model_spec"]

@@ -5,17 +5,32 @@ keys in append-only logs). A space turns a string into a torch module, a
 numeric encoding for predictors, and neighbours for search strategies.
 Spaces are registered by name in ``cosearch.space.SPACES``; settings (channels,
 depth, resolution, classes) are constructor keyword arguments.
+
+A space may also describe itself as a list of categorical *decisions*
+(``decisions()``, ``from_decisions``, ``to_decisions``): that is what a proposer
+searches over, so the search never needs to know which space it runs on.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 import numpy as np
 
+from cosearch.errors import CosearchError
+
 if TYPE_CHECKING:  # torch is imported only where a module is built
     import torch
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One categorical decision of a space: its name and its choices, in a fixed order."""
+
+    name: str
+    choices: tuple[Any, ...]
 
 
 class SearchSpace(abc.ABC):
@@ -30,7 +45,10 @@ class SearchSpace(abc.ABC):
     - ``key`` is equal for architectures that compute the same function
       (isomorphic cells); by default it is the canonical string;
     - ``build`` returns a randomly initialised ``torch.nn.Module`` taking an input
-      of ``input_shape(arch, batch)``.
+      of ``input_shape(arch, batch)``;
+    - if ``decisions()`` is not empty: every combination of one choice per decision
+      is an architecture, ``from_decisions(to_decisions(a)) == canonical(a)``, and
+      ``size()`` is the product of the numbers of choices.
     """
 
     name: ClassVar[str]
@@ -54,6 +72,35 @@ class SearchSpace(abc.ABC):
 
     @abc.abstractmethod
     def crossover(self, a: str, b: str, rng: np.random.Generator) -> str: ...
+
+    # -- decisions ---------------------------------------------------------------
+    def decisions(self) -> tuple[Decision, ...]:
+        """The space as categorical decisions (names and choices, in a fixed order), what a
+        proposer searches over (``cosearch.search.proposer``). ``()``, the default: the
+        space offers no such description, and proposers draw architectures with ``sample``."""
+        return ()
+
+    def from_decisions(self, values: Mapping[str, Any]) -> str:
+        """The canonical arch taking ``values[d.name]`` for each ``d`` of ``decisions()``;
+        ``CosearchError`` for a missing decision or a value that is not one of its choices."""
+        raise CosearchError(f"space {self.name!r} does not describe itself as decisions")
+
+    def to_decisions(self, arch: str) -> dict[str, Any]:
+        """The choice of every decision in ``arch`` (the inverse of ``from_decisions``)."""
+        raise CosearchError(f"space {self.name!r} does not describe itself as decisions")
+
+    def _chosen(self, values: Mapping[str, Any]) -> list[Any]:
+        """``values`` checked against ``decisions()``, in decision order."""
+        out = []
+        for d in self.decisions():
+            if d.name not in values:
+                raise CosearchError(f"{self.name} decision {d.name!r} is missing; got {', '.join(map(str, values))}")
+            v = values[d.name]
+            if v not in d.choices:
+                raise CosearchError(f"{self.name} decision {d.name!r}: {v!r} is not one of its choices "
+                                    f"({', '.join(map(str, d.choices))})")
+            out.append(d.choices[d.choices.index(v)])
+        return out
 
     # -- numbers for predictors -----------------------------------------------
     @property

@@ -31,12 +31,12 @@ architecture is therefore real, and reusing schedules across architectures pays.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 import numpy as np
 
 from cosearch.errors import CosearchError
-from cosearch.space.base import SearchSpace
+from cosearch.space.base import Decision, SearchSpace
 
 if TYPE_CHECKING:
     import torch
@@ -155,8 +155,26 @@ class MBV2Space(SearchSpace):
     def canonical(self, arch: str) -> str:
         return format_decisions(parse(arch))
 
-    def decisions(self, arch: str) -> Decisions:
-        return parse(arch)
+    # -- decisions ----------------------------------------------------------------
+    def decisions(self) -> tuple[Decision, ...]:
+        """``w`` (the width), then per searchable stage ``i`` = 1..6 ``s<i>_k`` (kernel),
+        ``s<i>_e`` (expansion) and ``s<i>_d`` (depth)."""
+        out = [Decision("w", WIDTHS)]
+        for i, depths in enumerate(DEPTHS, start=1):
+            out += [Decision(f"s{i}_k", KERNELS), Decision(f"s{i}_e", EXPANSIONS), Decision(f"s{i}_d", depths)]
+        return tuple(out)
+
+    def from_decisions(self, values: Mapping[str, Any]) -> str:
+        w, *kde = self._chosen(values)
+        stages = tuple(tuple(kde[i:i + 3]) for i in range(0, len(kde), 3))
+        return format_decisions((WIDTHS.index(w), stages))  # type: ignore[arg-type]
+
+    def to_decisions(self, arch: str) -> dict[str, Any]:
+        wi, stages = parse(arch)
+        out: dict[str, Any] = {"w": WIDTHS[wi]}
+        for i, (k, e, d) in enumerate(stages, start=1):
+            out |= {f"s{i}_k": k, f"s{i}_e": e, f"s{i}_d": d}
+        return out
 
     def blocks(self, arch: str) -> dict[str, Any]:
         """Resolved network: stem/last channels and every block as

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 import numpy as np
 
 from cosearch.errors import CosearchError
-from cosearch.space.base import SearchSpace
+from cosearch.space.base import Decision, SearchSpace
 
 if TYPE_CHECKING:
     import torch
@@ -195,6 +195,17 @@ class NB201Space(SearchSpace):
     def key(self, arch: str) -> str:
         expr = cell_expression(parse_ops(arch))
         return "+".join(expr) if expr else "zero"
+
+    # -- decisions ----------------------------------------------------------------
+    def decisions(self) -> tuple[Decision, ...]:
+        """``e1..e6``: the op of each edge, in ``EDGES`` order, over ``OPS``."""
+        return tuple(Decision(f"e{pos + 1}", OPS) for pos in range(len(EDGES)))
+
+    def from_decisions(self, values: Mapping[str, Any]) -> str:
+        return format_ops(self._chosen(values))
+
+    def to_decisions(self, arch: str) -> dict[str, Any]:
+        return {f"e{pos + 1}": op for pos, op in enumerate(parse_ops(arch))}
 
     def all_archs(self) -> list[str]:
         """All 15,625 canonical strings (in op-index order)."""

@@ -64,7 +64,7 @@ def resolve_source(model: str, *, target: str | None = None, schedules: str | No
 
     p = Path(model)
     if p.is_dir():
-        from cosearch.compile.artifact import read_artifact
+        from cosearch.compile.deploy.artifact import read_artifact
 
         art = read_artifact(p)
         cfg = art.meta.get("config") or {}
@@ -128,9 +128,9 @@ def tvm_accuracy(executable, x: np.ndarray, y: np.ndarray, batch: int = 1) -> tu
 
 def _write_with_accuracy(out, *, extra: dict[str, Any], **kw) -> Path:
     """The artifact with ``extra`` (``accuracy``) added to ``meta.json``, written atomically."""
-    from cosearch.compile import artifact as A
+    from cosearch.compile.deploy import artifact as A
 
-    return A.write_artifact(out, extra_meta=A._jsonable(extra), **kw)
+    return A.write_artifact(out, extra_meta=A.jsonable(extra), **kw)
 
 
 def check_no_retune(before: list[dict[str, Any]] | None, after: list[dict[str, Any]]) -> None:
@@ -153,7 +153,7 @@ def train_artifact(model: str, *, out: str | os.PathLike, data: str | None = Non
                    split_seed: int = 0, limit: int | None = None, measure_repeat: int = 30,
                    progress: Callable[[str], None] | None = None) -> TrainedArtifact:
     """Train ``model`` (artifact folder or SPACE:ARCH), recompile without tuning, write ``out``."""
-    from cosearch.compile.artifact import check_out_dir
+    from cosearch.compile.deploy.artifact import check_out_dir
     from cosearch.train.data import check_spec, prepare_data
     from cosearch.train.trainer import TrainConfig, accuracy, build_trained, train_arch
 
@@ -168,7 +168,7 @@ def train_artifact(model: str, *, out: str | os.PathLike, data: str | None = Non
         raise CosearchError(f"--out {str(out)!r} is the source artifact; give another folder")
     shape = tuple(int(s) for s in src.space.input_shape(src.arch, src.batch))
     d = prepare_data(data_spec, shape, int(getattr(src.space, "num_classes", 10)), seed=split_seed, limit=limit)
-    from cosearch.compile.dbtarget import bind_database
+    from cosearch.compile.target.binding import bind_database
 
     bind_database(src.schedules, src.target, accept_foreign=accept_foreign_schedules)  # foreign CPU -> refused
     seconds: dict[str, float] = {}
@@ -223,7 +223,7 @@ def _compile_and_write(src, d, res, net, cfg, torch_acc, out, out_p, shape, seco
     if src.target.measure == "none":
         lat_note = f"target {src.target.name!r} is compile-only (measure: none)"
     elif ok:
-        from cosearch.compile.measure import MeasureConfig, measure
+        from cosearch.compile.deploy.measure import MeasureConfig, measure
 
         t0 = time.perf_counter()
         r = measure(exe, src.target, imported.inputs, config=MeasureConfig(repeat=measure_repeat, seed=cfg.seed))

@@ -41,6 +41,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from cosearch import jsonl
 from cosearch.errors import CosearchError
 
 SCHEMA = "cosearch.lc/1"
@@ -129,18 +130,10 @@ class LearningCurvePredictor:
     def _load(self) -> None:
         assert self.path is not None
         try:
-            lines = self.path.read_text().splitlines()
-        except OSError as e:
-            raise CosearchError(f"learning-curve store {str(self.path)!r} cannot be read: {e.strerror or e}") from None
-        for i, line in enumerate(lines):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                if i == len(lines) - 1:
-                    continue  # torn last line
-                raise CosearchError(f"learning-curve store {str(self.path)!r} line {i + 1} is not JSON") from None
+            lines = jsonl.read(self.path, strict=True)  # a torn last line is skipped, other damage raises
+        except CosearchError as e:
+            raise CosearchError(f"learning-curve store: {e}") from None
+        for i, rec in enumerate(lines):
             if i == 0:
                 if rec.get("schema") != SCHEMA:
                     raise CosearchError(f"learning-curve store {str(self.path)!r} has schema {rec.get('schema')!r}; "
@@ -152,18 +145,9 @@ class LearningCurvePredictor:
     def _append(self, rec: dict[str, Any]) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists() or self.path.stat().st_size == 0
-        lines = []
-        if new:
-            lines.append(json.dumps({"schema": SCHEMA, "space": self.space_config, "dataset": self.dataset}))
-        lines.append(json.dumps(rec))
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, ("\n".join(lines) + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        header = [{"schema": SCHEMA, "space": self.space_config, "dataset": self.dataset}] if new else []
+        jsonl.append(self.path, header + [rec])
 
     # ------------------------------------------------------------------ learning
     def observe(self, arch: str, curve: Sequence[float], epochs: int, *, signals: dict[str, float] | None = None,

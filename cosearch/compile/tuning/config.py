@@ -1,54 +1,34 @@
-"""Tuning settings and the one-call composition used by ``cosearch tune``.
+"""Tuning settings: ``TuneConfig``, suited to µs kernels on few cores.
 
-``TuneConfig`` holds the settings suited to µs kernels on few cores (in-process
-builder, evaluator ``number`` x ``repeat`` with ``min_repeat_ms=0``, a small
-evolutionary population with one genetic iteration, batches fitted to the
-budget). ``tune_and_compile(imported, target, database_dir=..., config=...)`` is
-``engine.plan`` -> ``engine.tune_tasks`` (kill-safe: records reach the shared
-database after every batch; tasks already in the database are tuned further,
-warm-started, where trials help most) -> ``engine.compile_plan``.
-
-Targets with ``measure == "none"`` are never tuned (compile-only); ``"rpc"`` targets
-are measured through MetaSchedule's ``RPCRunner`` with the target's tracker.
+In-process builder, evaluator ``number`` x ``repeat`` with ``min_repeat_ms=0``, a small
+evolutionary population with one genetic iteration, batches fitted to the budget. Targets
+with ``measure == "none"`` are never tuned (compile-only); ``"rpc"`` targets are measured
+through MetaSchedule's ``RPCRunner`` with the target's tracker (``tuning.runner``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from cosearch.errors import CosearchError
-from cosearch.compile.codegen import KERNEL_CACHE, KernelCache, compile_with_database  # noqa: F401  (re-exported)
-
-if TYPE_CHECKING:
-    import tvm
-
-    from cosearch.compile.early_stop import EarlyStopRule
-    from cosearch.compile.frontend import ImportedModel
-    from cosearch.compile.target import TargetSpec
 
 COST_MODELS = ("xgb", "random")
 TASK_SCHEDULERS = ("gradient", "round-robin")
 
+#: Trials per second a clock-bounded tuning is expected to run, to fit its first batches so every
+#: new task gets one early (``TuneConfig.batch_for``): 0.9-1.7 measured with ``LONG_TUNING`` on 2
+#: cores (SqueezeNet: 543 trials in 600 s, 834 in 480 s continuing a database). Without the fit,
+#: 2 min of ShuffleNet (36 tasks, batches of 16) measured 12 tasks and left the rest on fallback
+#: schedules (bench/results/latency_real_10m.json, "tvm-2m"); with it (batches of 3-4), 22 of 36
+#: (bench/results/latency_real_2m_fit.json).
+TRIALS_PER_S = 1.0
 #: Search settings of a deliberate long tuning (``cosearch tune --time``, ``TuneConfig.long``):
 #: the defaults are cheap per batch, for the joint search's few trials per architecture; with
 #: minutes per network a wider evolutionary search guided by the XGBoost cost model finds
-#: faster kernels in the same time. SqueezeNet (224x224), 10 min each, same seed, interleaved
-#: timing: 13.79 ms (2.49x ONNX Runtime, 543 trials) vs 15.71 ms (2.84x, 975 trials) with the
-#: defaults (bench/results/gap_squeezenet_10m.json). The stall rule is off: the clock ends it.
-#: Trials per second a clock-bounded tuning is expected to run, to fit its first batches so every
-#: new task gets one early (``TuneConfig.batch_for``): 0.9-1.7 measured with ``LONG_TUNING`` on 2
-#: cores (SqueezeNet: 543 trials in 600 s, 834 in 480 s continuing a database). Without it, 2 min
-#: of ShuffleNet (36 tasks, batches of 16) measured 12 tasks and left the rest on fallback
-#: schedules: 167 ms, 32.6x ONNX Runtime (bench/results/latency_real_10m.json, "tvm-2m"). With
-#: the fit (batches of 3-4): 75.9 ms, 17.5x, 22 of 36 tasks measured; SqueezeNet 8.52x vs 9.28x
-#: (bench/results/latency_real_2m_fit.json). Small batches pay the wide search per batch, so only
-#: 50-73 trials ran: 2 minutes is too short for these settings (the cheap defaults suit it).
-TRIALS_PER_S = 1.0
+#: faster kernels in the same time (SqueezeNet 224x224, 10 min each: 13.79 vs 15.71 ms,
+#: bench/results/gap_squeezenet_10m.json). The stall rule is off: the clock ends it.
 LONG_TUNING: dict[str, Any] = {"population": 256, "genetic_iters": 2, "cost_model": "xgb", "patience": None,
                                "wide_min_us": 100.0, "wide_min_s_per_task": 20.0}
 #: the evolutionary search of a task below ``TuneConfig.wide_min_us`` (the cheap defaults)
@@ -204,163 +184,3 @@ class TuneConfig:
         if self.fit_batch and n_tasks > 0 and n_tasks * per > first:
             per = max(1, first // n_tasks)
         return per
-
-
-@dataclass(frozen=True)
-class TaskReport:
-    name: str
-    source: str  # "db" | "tuned" | "untuned"
-    trials: int
-    best_us: float | None
-    error_count: int = 0
-    weight: int = 1  # how many times the model calls this kernel
-
-
-@dataclass
-class TuneResult:
-    executable: "tvm.runtime.Executable"  # the tvm.compile result (Relax VM executable)
-    tasks: list[TaskReport]
-    seconds: dict[str, float] = field(default_factory=dict)  # extract, tune, merge, compile
-    trials_run: int = 0
-    records_written: int = 0
-    trials_per_iter: int | None = None  # batch actually used (TuneConfig.batch_for); None: nothing tuned
-    search: dict[str, Any] | None = None  # the search settings used (TuneConfig.for_tasks); None: nothing tuned
-
-
-def _set_threads(n: int) -> None:  # runs in the runner's worker process
-    import os
-
-    os.environ["TVM_NUM_THREADS"] = str(n)
-
-
-def _runner_threads(target: "TargetSpec") -> int:
-    """Threads a local measuring worker runs kernels with."""
-    return target.threads or target.num_cores
-
-
-def _make_runner(target: "TargetSpec", config: TuneConfig):
-    import functools
-
-    from tvm.s_tir import meta_schedule as ms
-
-    evaluator = ms.runner.EvaluatorConfig(
-        number=config.number, repeat=config.repeat, min_repeat_ms=0, enable_cpu_cache_flush=False
-    )
-    if target.measure == "rpc":
-        assert target.rpc is not None  # guaranteed by the target loader
-        rpc = ms.runner.RPCConfig(
-            tracker_host=target.rpc.tracker_host,
-            tracker_port=target.rpc.tracker_port,
-            tracker_key=target.rpc.key,
-            session_timeout_sec=int(math.ceil(target.rpc.session_timeout_s)),
-        )
-        return ms.runner.RPCRunner(rpc_config=rpc, evaluator_config=evaluator, max_workers=1)
-    return ms.runner.LocalRunner(
-        timeout_sec=config.runner_timeout_s,
-        evaluator_config=evaluator,
-        initializer=functools.partial(_set_threads, _runner_threads(target)),
-    )
-
-
-#: local runners kept for the process's life, one per measurement setting. Constructing a
-#: ``LocalRunner`` starts a worker process that imports TVM and passes a sanity check: 3.5 s of
-#: a 4.4 s call of 8 trials (cProfile, NB201 C=4 task, znver4), paid by every tuning call of a
-#: search when each made its own. The worker restarts by itself after a timeout or a crash
-#: within a call (``PopenWorker``); one found dead between calls is restarted before the next.
-_LOCAL_RUNNERS: dict[tuple, Any] = {}
-
-
-def acquire_runner(target: "TargetSpec", config: TuneConfig):
-    """The runner of one tuning call: a local one is shared by every call with the same
-    threads and measurement settings (``release_runner`` keeps it); an RPC one is new."""
-    import atexit
-
-    from tvm.s_tir import meta_schedule as ms
-
-    if target.measure == "rpc":
-        return _make_runner(target, config)
-    key = (_runner_threads(target), config.number, config.repeat, config.runner_timeout_s)  # what _make_runner reads
-    runner = _LOCAL_RUNNERS.get(key)
-    if runner is None:
-        runner = _make_runner(target, config)
-        if type(runner) is ms.runner.LocalRunner:  # a wrapped or replaced factory (tests) is not kept
-            if not _LOCAL_RUNNERS:
-                atexit.register(close_runners)
-            _LOCAL_RUNNERS[key] = runner
-    else:  # a worker that died since (killed, crashed) would fail the next candidate: start anew
-        for worker in list(runner.pool._worker_map.values()):
-            if worker._proc is not None and not worker.is_alive():
-                worker.kill()
-    return runner
-
-
-def release_runner(runner) -> None:
-    """End of a call: a shared local runner stays; any other is shut down."""
-    if any(runner is r for r in _LOCAL_RUNNERS.values()):
-        return
-    pool = getattr(runner, "pool", None)
-    if pool is not None:
-        pool.shutdown()
-
-
-def close_runners() -> None:
-    """Shut the shared local runners' workers down (at exit)."""
-    while _LOCAL_RUNNERS:
-        _, runner = _LOCAL_RUNNERS.popitem()
-        runner.pool.shutdown()
-
-
-def _check_rpc_reachable(target: "TargetSpec") -> None:
-    """Bounded tracker connect + key check (``cosearch.compile.rpc``), before any tuning."""
-    from cosearch.compile.rpc import check_key
-
-    assert target.rpc is not None  # guaranteed by the target loader
-    try:
-        check_key(target.rpc)
-    except CosearchError as e:
-        raise CosearchError(f"target {target.name!r}: {e}; start the tracker/server or edit rpc in {target.path}") from e
-
-
-def tune_and_compile(
-    imported: "ImportedModel",
-    target: "TargetSpec",
-    *,
-    database_dir: Path,
-    config: TuneConfig,
-    early_stop: "EarlyStopRule | None" = None,
-    progress=None,
-    log_dir: Path | None = None,
-) -> TuneResult:
-    """Plan, tune ``config.trials`` trials where they help most (new tasks first, then
-    tasks whose kernels still cost the most per trial spent), compile with the database.
-    Composition of ``cosearch.compile.engine`` calls; records are kill-safe per batch."""
-    from cosearch.compile import engine
-
-    if not isinstance(config, TuneConfig):
-        raise CosearchError(f"config must be a TuneConfig, got {type(config).__name__}")
-    seconds: dict[str, float] = {}
-    t0 = time.perf_counter()
-    plan = engine.plan(imported, target)
-    seconds["extract"] = time.perf_counter() - t0
-    outcome = None
-    if target.measure != "none":
-        t1 = time.perf_counter()
-        outcome = engine.tune_tasks(plan.tasks, target, database_dir=database_dir, trials=config.trials, config=config,
-                                    early_stop=early_stop, progress=progress, log_dir=log_dir)
-        if outcome.trials_run:
-            seconds["tune"] = time.perf_counter() - t1
-        if outcome.confirm_seconds:
-            seconds["confirm"] = outcome.confirm_seconds  # part of "tune"
-    t3 = time.perf_counter()
-    choices: list = []
-    executable = engine.compile_plan(plan, database_dir, report=choices)
-    seconds["compile"] = time.perf_counter() - t3
-    return TuneResult(
-        executable=executable,
-        tasks=engine.task_reports(plan, database_dir, outcome, choices),
-        seconds=seconds,
-        trials_run=outcome.trials_run if outcome else 0,
-        records_written=outcome.records_written if outcome else 0,
-        trials_per_iter=outcome.batch if outcome and outcome.trials_run else None,
-        search=outcome.search if outcome and outcome.trials_run else None,
-    )

@@ -41,12 +41,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from cosearch import jsonl
 from cosearch.errors import CosearchError
 
 if TYPE_CHECKING:
@@ -125,26 +125,9 @@ def samples_path(database_dir: Path | str) -> Path:
 
 
 def append_sample(database_dir: Path | str, sample: dict[str, Any]) -> None:
-    """Append one sample line under an exclusive lock, fsynced."""
-    import fcntl
-
+    """Append one sample line under an exclusive lock (``<file>.lock``), fsynced."""
     p = samples_path(database_dir)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(sample, sort_keys=True) + "\n"
-    fd = os.open(str(p), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        # a torn last line from a killed writer: start on a fresh line
-        size = os.fstat(fd).st_size
-        if size:
-            with open(p, "rb") as fh:
-                fh.seek(size - 1)
-                if fh.read(1) != b"\n":
-                    line = "\n" + line
-        os.write(fd, line.encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    jsonl.append(p, [sample], sort_keys=True, lock=p.with_name(p.name + ".lock"))
 
 
 def record_measurement(database_dir: Path | str, plan: "ModelPlan", e2e_ms: float, *, network: str | None = None,
@@ -155,10 +138,10 @@ def record_measurement(database_dir: Path | str, plan: "ModelPlan", e2e_ms: floa
     if isinstance(e2e_ms, bool) or not isinstance(e2e_ms, (int, float)) or not math.isfinite(e2e_ms) or e2e_ms <= 0:
         raise CosearchError(f"e2e_ms must be a positive finite number of milliseconds, got {e2e_ms!r}")
     feats = features if features is not None else plan_features(plan, database_dir)
-    from cosearch.compile.engine import _target_key
+    from cosearch.compile.plan import target_key
 
     sample = {"v": VERSION, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "network": network, "target": _target_key(plan.target), **asdict(feats), "e2e_ms": float(e2e_ms),
+              "network": network, "target": target_key(plan.target), **asdict(feats), "e2e_ms": float(e2e_ms),
               "note": note}
     append_sample(database_dir, sample)
     return sample

@@ -32,16 +32,15 @@ newline is added before the next append).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import functools
 import json
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable
 
-from cosearch.errors import CosearchError
+from cosearch import jsonl
+from cosearch.errors import CosearchError, first_line
 
 if TYPE_CHECKING:
     from tvm.s_tir import meta_schedule as ms
@@ -57,18 +56,12 @@ class DatabaseWarning(UserWarning):
     """A line of a schedule database file was skipped."""
 
 
-@contextlib.contextmanager
-def _locked(database_dir: Path, exclusive: bool) -> Iterator[None]:
-    fd = os.open(database_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+def locked(database_dir: Path, exclusive: bool):
+    """The database's lock (``.lock`` in it): exclusive for writers, shared for readers."""
+    return jsonl.locked(Path(database_dir) / LOCK_FILE, exclusive=exclusive)
 
 
-def _prepare_dir(database_dir: Path | str) -> Path:
+def prepare_dir(database_dir: Path | str) -> Path:
     d = Path(database_dir)
     if d.exists() and not d.is_dir():
         raise CosearchError(f"schedule database path {str(d)!r} is a file; expected a directory")
@@ -79,7 +72,7 @@ def _prepare_dir(database_dir: Path | str) -> Path:
     return d
 
 
-def _valid_secs(run_secs: Any) -> list[float] | None:
+def valid_secs(run_secs: Any) -> list[float] | None:
     try:
         secs = [float(s) for s in run_secs]
     except (TypeError, ValueError):
@@ -152,7 +145,7 @@ class _Loader:
 
     def refresh(self) -> bool:
         """Read what was appended. False if the files shrank (caller starts over)."""
-        with _locked(self.dir, exclusive=False):
+        with locked(self.dir, exclusive=False):
             wlines, rlines = self.wtail.new_lines(), self.rtail.new_lines()
         if wlines is None or rlines is None:
             return False
@@ -186,7 +179,7 @@ class _Loader:
     def _add(self, n: int, idx: int, rec_json: list) -> None:
         from tvm.s_tir import meta_schedule as ms
 
-        secs = _valid_secs(rec_json[1] if len(rec_json) > 1 else None)
+        secs = valid_secs(rec_json[1] if len(rec_json) > 1 else None)
         if secs is None:
             return  # failed run: not a usable schedule
         mean = sum(secs) / len(secs)
@@ -205,8 +198,7 @@ class _Loader:
                 return
             rec = ms.database.TuningRecord.from_json(rec_json, wl)
         except Exception as e:  # TVM parse errors: base64 / IR JSON / trace
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            warnings.warn(f"{where}: skipped unparsable entry ({first[:200]})", DatabaseWarning, stacklevel=4)
+            warnings.warn(f"{where}: skipped unparsable entry ({first_line(e, 200)})", DatabaseWarning, stacklevel=4)
             return
         if not isinstance(self.parsed.get(("canon", idx)), ms.database.Workload):
             self.parsed[("canon", idx)] = self.db.commit_workload(wl.mod)  # hash each workload once
@@ -231,7 +223,7 @@ def open_database(database_dir: Path | str, *, best_only: bool = True) -> "ms.da
 
     Within one process the same object is returned and refreshed incrementally (only
     appended lines are parsed): treat it as read-only, persist with ``merge_records``."""
-    d = _prepare_dir(database_dir)
+    d = prepare_dir(database_dir)
     key = str(d.resolve())
     loader = _loader(key, best_only)
     if not loader.refresh():
@@ -257,7 +249,7 @@ def best_us(database: "ms.database.Database", mod) -> float | None:
     top = database.get_top_k(database.commit_workload(mod), 1)
     if not top:
         return None
-    secs = _valid_secs(top[0].run_secs)
+    secs = valid_secs(top[0].run_secs)
     return None if secs is None else 1e6 * sum(secs) / len(secs)
 
 
@@ -265,7 +257,7 @@ def best_records(database: "ms.database.Database", keep: int | None) -> list["ms
     """The ``keep`` fastest valid records of every workload in ``database`` (all if ``None``).
     Only the best schedule is ever applied; a few more keep the file useful as a
     warm start without letting it grow by every measured candidate."""
-    valid = [r for r in database.get_all_tuning_records() if _valid_secs(r.run_secs) is not None]
+    valid = [r for r in database.get_all_tuning_records() if valid_secs(r.run_secs) is not None]
     if keep is None:
         return valid
     by_workload: dict[int, list] = {}
@@ -273,36 +265,20 @@ def best_records(database: "ms.database.Database", keep: int | None) -> list["ms
         by_workload.setdefault(r.workload.__chandle__(), []).append(r)
     out = []
     for recs in by_workload.values():
-        recs.sort(key=lambda r: sum(_valid_secs(r.run_secs)) / len(r.run_secs))
+        recs.sort(key=lambda r: sum(valid_secs(r.run_secs)) / len(r.run_secs))
         out.extend(recs[:keep])
     return out
-
-
-def _append(path: Path, lines: list[str]) -> None:
-    if not lines:
-        return
-    with open(path, "ab+") as f:
-        f.seek(0, os.SEEK_END)
-        if f.tell() > 0:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":  # a torn last line: end it, the reader skips it
-                f.seek(0, os.SEEK_END)
-                f.write(b"\n")
-        f.seek(0, os.SEEK_END)
-        f.write(("\n".join(lines) + "\n").encode())
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def merge_records(database_dir: Path | str, records: Iterable["ms.database.TuningRecord"]) -> int:
     """Append the valid ``records`` to the shared files under an exclusive lock.
     Returns the number of records written."""
-    d = _prepare_dir(database_dir)
+    d = prepare_dir(database_dir)
     pending: list[tuple[tuple[str, str], Any]] = []
     keys: dict[int, tuple[str, str]] = {}  # by C handle: records share Workload objects
     alive = []  # keep the objects alive so handles are not reused while we key by them
     for rec in records:
-        if _valid_secs(rec.run_secs) is None:
+        if valid_secs(rec.run_secs) is None:
             continue
         wl = rec.workload
         alive.append(wl)
@@ -312,7 +288,7 @@ def merge_records(database_dir: Path | str, records: Iterable["ms.database.Tunin
         pending.append((keys[k], rec.as_json()))
     if not pending:
         return 0
-    with _locked(d, exclusive=True):
+    with locked(d, exclusive=True):
         index: dict[tuple[str, str], int] = {}
         lines = _read_lines(d / WORKLOAD_FILE)
         for i, (_, line) in enumerate(lines):
@@ -330,8 +306,8 @@ def merge_records(database_dir: Path | str, records: Iterable["ms.database.Tunin
                 next_idx += 1
                 new_workloads.append(json.dumps(list(key)))
             rec_lines.append(json.dumps([index[key], rec_json]))
-        # A torn last workload line gets a newline in _append and keeps its index slot,
+        # A torn last workload line gets a newline in jsonl.append_lines and keeps its index slot,
         # exactly as counted above.
-        _append(d / WORKLOAD_FILE, new_workloads)
-        _append(d / RECORD_FILE, rec_lines)
+        jsonl.append_lines(d / WORKLOAD_FILE, new_workloads)
+        jsonl.append_lines(d / RECORD_FILE, rec_lines)
     return len(rec_lines)

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cosearch.errors import CosearchError
+from cosearch.errors import CosearchError, first_line
 
 if TYPE_CHECKING:
     import tvm
@@ -333,7 +333,7 @@ def _parse(path: Path, origin: str = "file") -> TargetSpec:
 
         Target(target, host=host) if host else Target(target)
     except Exception as e:  # TVM raises ValueError / TVMError with its own message
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         raise bad("target", raw.get("target"), f"a dict TVM accepts ({msg})") from e
 
     return TargetSpec(

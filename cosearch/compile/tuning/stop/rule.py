@@ -22,45 +22,23 @@ Built-in kinds:
                improvement of the best latency (TVM-NOTES: patience >= 4);
 - ``"always"`` stops after the first batch (for tests and smoke runs);
 - ``"xgb"``    an XGBoost model of the gain of more trials, trained on the task
-               histories (``cosearch.compile.stop_model.XGBStop``; lazily imported).
+               histories (``cosearch.compile.tuning.stop.xgb.XGBStop``; lazily imported).
 
-``TuningMonitor`` (in this module) is the MetaSchedule side: a
-``PyMeasureCallback`` appended *after* the default callbacks (so the database
-and the cost model keep updating) that records per-task trials, errors and
-best latency, calls ``on_batch`` (persistence, progress) and calls
-``task_scheduler.terminate_task(i)`` when the rule says so.
+``TaskStats`` is the bookkeeping the tuning session (``tuning.session``) feeds each
+measured batch to; the session's MetaSchedule callback terminates the tasks it stops.
 """
 
 from __future__ import annotations
 
 import abc
-import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from cosearch.compile.plan import TaskFeatures
+from cosearch.compile.storage.database import FAILED_RUN_SECS
 from cosearch.errors import CosearchError
 from cosearch.registry import Registry
-
-FAILED_RUN_SECS = 1e9  # MetaSchedule records failed runs as 1e10 s
-
-
-#: the op kinds the planner gives tasks (``engine._op_kind``), plus "other" for anything unknown;
-#: the one list every feature encoding uses
-OP_KINDS = ("conv2d", "depthwise_conv2d", "dense", "pool", "reduce", "elementwise", "layout", "other")
-
-
-@dataclass(frozen=True)
-class TaskFeatures:
-    """What is known of a task before tuning it (no TVM objects)."""
-
-    name: str  # MetaSchedule task name, e.g. "fused_conv2d_add_relu"
-    workload: str = ""  # database key of the workload (hex), shared across models
-    op_kind: str = "other"  # one of OP_KINDS
-    shapes: tuple[tuple[int, ...], ...] = ()  # shapes of the kernel's buffers (inputs..., output)
-    flops: float = 0.0  # floating-point ops of one call
-    weight: int = 1  # calls per inference of the model(s) being tuned
-    target: str = ""  # resolved target key (TargetSpec identity)
 
 
 @dataclass
@@ -92,6 +70,14 @@ class EarlyStopRule(abc.ABC):
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind}
 
+    #: does ``load_rule``'s ``patience`` apply to this kind?
+    takes_patience: bool = False
+
+    @classmethod
+    def for_database(cls, database_dir: Any, /, **kw: Any) -> "EarlyStopRule":
+        """The rule for a run tuning into ``database_dir`` (a learnt rule loads its model there)."""
+        return cls(**kw)
+
 
 class Never(EarlyStopRule):
     kind = "never"
@@ -112,6 +98,7 @@ class Stall(EarlyStopRule):
     at least ``min_gain`` (relative) over the best seen ``patience`` batches earlier."""
 
     kind = "stall"
+    takes_patience = True
 
     def __init__(self, *, patience: int = 4, min_gain: float = 0.03) -> None:
         if isinstance(patience, bool) or not isinstance(patience, int) or patience <= 0:
@@ -140,7 +127,7 @@ RULES: Registry[type[EarlyStopRule]] = Registry("early-stop rule")
 RULES.register("never", Never)
 RULES.register("always", Always)
 RULES.register("stall", Stall)
-RULES.register("xgb", "cosearch.compile.stop_model:XGBStop")
+RULES.register("xgb", "cosearch.compile.tuning.stop.xgb:XGBStop")
 
 
 def create(kind: str, /, **kw: Any) -> EarlyStopRule:
@@ -153,17 +140,13 @@ def load_rule(kind: str, database_dir: Any, /, *, patience: int | None = None, *
     database's model (``<db>/stop_model.json``) if there is one, else starts unfitted
     (stall fallback); ``patience`` applies to ``stall`` and to ``xgb``'s fallback."""
     cls = RULES.get(kind)  # unknown kind -> one line naming the valid ones
-    if patience is not None and kind in ("stall", "xgb"):
+    if patience is not None and cls.takes_patience:
         kw["patience"] = patience
-    if kind == "xgb":
-        from cosearch.compile.stop_model import XGBStop
-
-        return XGBStop.for_database(database_dir, **kw)
-    return cls(**kw)
+    return cls.for_database(database_dir, **kw)
 
 
 class TaskStats:
-    """Plain per-task bookkeeping behind ``TuningMonitor`` (no TVM types: testable alone).
+    """Plain per-task bookkeeping of a tuning call (no TVM types: testable alone).
 
     ``tasks`` are ``TaskFeatures`` (or bare names); ``progress[i]`` is a
     ``TaskProgress`` (pass ``priors`` to carry earlier runs' trials and best).
@@ -236,33 +219,3 @@ class TaskStats:
             self.stopped[i] = True
             return True
         return False
-
-
-@functools.lru_cache(maxsize=None)
-def _monitor_class():
-    """Defined lazily so importing this module does not import TVM."""
-    from tvm.ir.utils import derived_object
-    from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
-
-    @derived_object
-    class TuningMonitor(PyMeasureCallback):
-        """Feeds each measured batch to ``TaskStats``; terminates tasks the rule stops."""
-
-        def __init__(self, stats: TaskStats) -> None:
-            super().__init__()
-            self.stats = stats
-
-        def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
-            results = []
-            for b, r in zip(builder_results, runner_results):
-                err = b.error_msg if b.error_msg is not None else r.error_msg
-                results.append((None if err is None else str(err), None if r.run_secs is None else list(r.run_secs)))
-            if self.stats.observe(int(task_id), results):
-                task_scheduler.terminate_task(int(task_id))
-
-    return TuningMonitor
-
-
-def tuning_monitor(stats: TaskStats):
-    """A ``PyMeasureCallback`` feeding ``stats``; append it to ``MeasureCallback.create("default")``."""
-    return _monitor_class()(stats)

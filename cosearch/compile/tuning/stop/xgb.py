@@ -1,7 +1,7 @@
 """``XGBStop``: an early-stop rule that predicts what more trials would gain.
 
 An XGBoost regressor, trained on the per-task tuning histories kept beside schedule
-databases (``<db>/tasks.jsonl``, ``cosearch.compile.history``; across tasks and
+databases (``<db>/tasks.jsonl``, ``cosearch.compile.storage.history``; across tasks and
 runs), predicts from a task's features and its progress the relative gain of the
 best latency after ``horizon`` more trials::
 
@@ -53,7 +53,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from cosearch.compile.early_stop import OP_KINDS, EarlyStopRule, Stall, TaskFeatures, TaskProgress
+from cosearch.compile.plan import OP_KINDS, TaskFeatures
+from cosearch.compile.tuning.stop.rule import EarlyStopRule, Stall, TaskProgress
 from cosearch.errors import CosearchError
 
 VERSION = 1
@@ -214,7 +215,7 @@ def samples(histories: dict[str, Any], horizon: int) -> tuple[list[list[float]],
 
 
 def _history_dirs(history_files: Iterable[str | os.PathLike]) -> list[Path]:
-    from cosearch.compile.history import HISTORY_FILE
+    from cosearch.compile.storage.history import HISTORY_FILE
 
     dirs = []
     for f in history_files:
@@ -243,6 +244,8 @@ class XGBStop(EarlyStopRule):
 
     ``XGBStop(path=...)`` loads a saved model; ``XGBStop().fit(files)`` trains one. With no
     model the ``stall`` rule (``patience``, ``min_gain``) decides."""
+
+    takes_patience = True
 
     kind = "xgb"
 
@@ -337,7 +340,7 @@ class XGBStop(EarlyStopRule):
     def fit(self, history_files: Iterable[str | os.PathLike]) -> "XGBStop":
         """Train on the histories of these databases (folders or their ``tasks.jsonl``).
         With fewer than ``min_samples`` labelled points the rule keeps no model (stall fallback)."""
-        from cosearch.compile.history import summarize
+        from cosearch.compile.storage.history import summarize
 
         histories: dict[str, Any] = {}
         targets: set[str] = set()
@@ -474,7 +477,7 @@ class XGBStop(EarlyStopRule):
 def refit_and_save(database_dir: str | os.PathLike, **kw: Any) -> XGBStop | None:
     """Refit the rule on ``<database_dir>/tasks.jsonl`` and save it to
     ``<database_dir>/stop_model.json``; None (nothing written) with too few samples."""
-    from cosearch.compile.history import HISTORY_FILE
+    from cosearch.compile.storage.history import HISTORY_FILE
 
     d = Path(database_dir)
     if not (d / HISTORY_FILE).exists():

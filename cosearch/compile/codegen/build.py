@@ -17,7 +17,7 @@ from cosearch.errors import CosearchError
 if TYPE_CHECKING:
     import tvm
 
-    from cosearch.compile.fallback import KernelChoice
+    from cosearch.compile.codegen.fallback import KernelChoice
     from cosearch.compile.target import TargetSpec
 
 
@@ -134,7 +134,7 @@ def compile_with_database(
     from tvm.relax import pipeline as rp
     from tvm.s_tir import dlight as dl
 
-    from cosearch.compile.fallback import FALLBACKS, apply_schedules
+    from cosearch.compile.codegen.fallback import FALLBACKS, apply_schedules
 
     if fallback not in FALLBACKS:
         raise CosearchError(f"fallback must be one of {', '.join(FALLBACKS)}, got {fallback!r}")

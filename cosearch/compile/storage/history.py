@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+from cosearch import jsonl
 
 HISTORY_FILE = "tasks.jsonl"
 VERSION = 1
@@ -45,7 +46,7 @@ class HistoryWarning(UserWarning):
     """A line of a task history file was skipped."""
 
 
-def _num(x: float | None) -> float | None:
+def num(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else round(float(x), 4)
 
 
@@ -55,36 +56,29 @@ def event(kind: str, workload: str, **fields: Any) -> dict[str, Any]:
 
 def append(database_dir: Path | str, events: Iterable[dict[str, Any]]) -> None:
     """Append events under the database's exclusive lock, fsynced."""
-    from cosearch.compile.database import _append, _locked, _prepare_dir
+    from cosearch.compile.storage.database import locked, prepare_dir
 
     lines = [json.dumps(e, separators=(",", ":")) for e in events]
     if not lines:
         return
-    d = _prepare_dir(database_dir)
-    with _locked(d, exclusive=True):
-        _append(d / HISTORY_FILE, lines)
+    d = prepare_dir(database_dir)
+    with locked(d, exclusive=True):
+        jsonl.append_lines(d / HISTORY_FILE, lines)
 
 
 def read(database_dir: Path | str) -> Iterator[dict[str, Any]]:
     """Every valid event, in file order (torn / corrupt lines skipped with a warning)."""
     path = Path(database_dir) / HISTORY_FILE
-    if not path.exists():
-        return
-    data = path.read_bytes().decode("utf-8", errors="replace")
-    lines = data.split("\n")
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-            if not isinstance(obj, dict) or not isinstance(obj.get("event"), str) or not isinstance(obj.get("workload"), str):
-                raise ValueError("expected an object with 'event' and 'workload'")
-        except ValueError as e:
-            last = n == len(lines) or (n == len(lines) - 1 and not lines[-1])
-            what = "incomplete last line (torn write)" if last and not line.endswith("}") else f"corrupt line ({e})"
-            warnings.warn(f"{path}:{n}: skipped {what}", HistoryWarning, stacklevel=2)
-            continue
-        yield obj
+    lines = jsonl.read(path)
+    for n in lines.damaged:
+        warnings.warn(f"{path}:{n}: skipped corrupt line (not a JSON object)", HistoryWarning, stacklevel=2)
+    if lines.torn_tail:
+        warnings.warn(f"{path}: skipped incomplete last line (torn write)", HistoryWarning, stacklevel=2)
+    for obj in lines:
+        if isinstance(obj.get("event"), str) and isinstance(obj.get("workload"), str):
+            yield obj
+        else:
+            warnings.warn(f"{path}: skipped a line without 'event' and 'workload'", HistoryWarning, stacklevel=2)
 
 
 @dataclass

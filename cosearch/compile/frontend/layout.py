@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cosearch.compile.frontend.ops import NUMPY_BINARY, NUMPY_UNARY
 from cosearch.errors import CosearchError
 
 if TYPE_CHECKING:
@@ -69,166 +70,228 @@ _BINARY_EWISE = frozenset("relax." + n for n in (
     "logical_xor", "bitwise_and", "bitwise_or", "bitwise_xor", "left_shift", "right_shift", "log_add_exp"))
 
 
-def _passes():
-    """(prepare passes, fold-constant-layout-transform pass), created once."""
+_PREPARE_DOC = """What ConvertLayout 0.27 cannot take, made so it can:
+
+- ``nn.dropout`` is the identity at inference (its mask, all ones, is never read
+  by the exported graphs); its tuple output stops ConvertLayout
+  (``Expected nested to match tuple``).
+- ONNX ``Sum(a, b, ...)`` arrives as ``sum(stack([a, b, ...]), axis=0)``: a
+  5-D tensor whose layout inference crashes (``Invalid SLayout``) and a
+  kernel per residual; it becomes ``a + b + ...``.
+- A scalar operand (``FloatImm`` / ``IntImm``, e.g. the batch-norm epsilon in
+  ``add(running_var, 1e-5)`` that ``FoldBatchnormToConv2D`` leaves in every
+  ResNet-50 conv's weight chain) of a binary elementwise op: ConvertLayout 0.27's
+  binary layout inference dereferences it as a tensor and crashes the process
+  (segfault). It becomes a rank-0 constant (same broadcasting); a symbolic one
+  (not a number) makes the op a layout barrier instead (below).
+- Arithmetic on constants only (that weight chain: ``add``, ``sqrt``, ``divide``,
+  ``reshape``, ``multiply``) is folded with numpy (``CanonicalizeBindings`` then
+  inlines the constants), so the conv weights are constants again and their
+  ``layout_transform`` folds (TVM's ``FoldConstant`` would compile each op with LLVM).
+- ``broadcast_to(x, shape of x)`` (ONNX ``Sum``'s operands) is ``x``.
+- Any other op on a tensor of rank 5 or more (ShuffleNet's channel shuffle,
+  Inception's LRN as avg_pool3d), and grouped / depthwise convs (ConvertLayout
+  0.27 crashed the process on ShuffleNet's), are legalized here to a
+  ``call_tir`` in the original layout, which ConvertLayout treats as a layout
+  barrier (the second pass, ``barriers = True``)."""
+
+_FOLDABLE = frozenset(NUMPY_BINARY) | frozenset(NUMPY_UNARY) | {"relax.rsqrt", "relax.reshape"}
+
+
+def _ndim(e) -> int:
+    try:
+        return int(e.ty.ndim)
+    except Exception:  # noqa: BLE001 - tuples, shapes, unknown rank
+        return -1
+
+
+def _const_of(m, e):
+    """numpy value of ``e`` when it is a constant or a variable bound to one, else None."""
+    from tvm import relax
+    from tvm.ir.expr import GenericConst
+
+    if isinstance(e, relax.Var):
+        e = m.lookup_binding(e)
+    return e.value.numpy() if isinstance(e, GenericConst) else None
+
+
+def _scalars_to_consts(m, call):
+    """A binary elementwise op's scalar (number) operands as rank-0 constants."""
+    import numpy as np
+    import tvm
+    from tvm import relax
+
+    args = list(call.args)
+    for i, a in enumerate(args):
+        ty = getattr(a, "ty", None)
+        if isinstance(ty, tvm.ir.PrimType) and isinstance(getattr(a, "value", None), (int, float)):
+            args[i] = relax.const(np.array(a.value, dtype=str(ty.dtype)), str(ty.dtype))
+    if any(a is not b for a, b in zip(args, call.args)):
+        call = m.builder_.normalize(relax.Call(call.op, args, call.attrs, call.ty_args))
+    return call
+
+
+def _fold(m, call, name):
+    """``call`` computed with numpy when all its tensor operands are constants, else None."""
+    import numpy as np
+    from tvm import relax
+
+    a = _const_of(m, call.args[0])
+    if a is None:
+        return None
+    if name == "relax.reshape":
+        try:
+            out = a.reshape([int(v) for v in call.args[1].values])
+        except Exception:  # noqa: BLE001 - symbolic shape
+            return None
+    elif name in NUMPY_UNARY:
+        out = getattr(np, NUMPY_UNARY[name])(a)
+    elif name == "relax.rsqrt":
+        out = 1 / np.sqrt(a)
+    else:
+        b = _const_of(m, call.args[1])
+        if b is None or a.dtype != b.dtype:
+            return None
+        out = getattr(np, NUMPY_BINARY[name])(a, b)
+    return relax.const(np.ascontiguousarray(np.asarray(out).astype(a.dtype, copy=False)), str(a.dtype))
+
+
+def _same_shape_broadcast(call):
+    """``x`` of ``broadcast_to(x, shape of x)``, else None."""
+    x = call.args[0]
+    try:
+        same = [int(d) for d in x.ty.shape] == [int(d) for d in call.args[1].values]
+    except Exception:  # noqa: BLE001 - symbolic or unknown shapes
+        same = False
+    return x if same else None
+
+
+def _stacked_sum(m, call):
+    """``a + b + ...`` for ``sum(stack([a, b, ...]), axis=0)``, else None."""
+    import tvm
+    from tvm import relax
+
+    if not isinstance(call.args[0], relax.Var):
+        return None
+    src = m.lookup_binding(call.args[0])
+    axis = call.attrs.axis
+    if not (src is not None and isinstance(src, relax.Call) and isinstance(src.op, tvm.ir.Op)
+            and src.op.name == "relax.stack" and int(src.attrs.axis) == 0 and axis is not None
+            and [int(a) for a in axis] == [0] and not call.attrs.keepdims and isinstance(src.args[0], relax.Tuple)):
+        return None
+    xs = list(src.args[0].fields)
+    out = xs[0]
+    for x in xs[1:]:
+        out = relax.op.add(out, x)
+    return out
+
+
+def _barrier(m, call, name):
+    """Rank >= 5 ops, grouped convs and ops with a symbolic scalar: legalized in place."""
+    import tvm
+
+    ranks = [_ndim(a) for a in call.args] + [_ndim(call)]
+    grouped = name == "relax.nn.conv2d" and int(call.attrs.groups) != 1
+    scalar = name in _BINARY_EWISE and any(isinstance(getattr(a, "ty", None), tvm.ir.PrimType)
+                                           for a in call.args)  # symbolic: left in NCHW
+    if max(ranks) >= 5 or grouped or scalar:
+        leg = call.op.get_attr("FLegalize")
+        if leg is not None:
+            return leg(m.builder_, call)
+    return call
+
+
+def _rewrite(m, call):
+    """One call through the prepare rewrites (``_PREPARE_DOC``), in order."""
+    import tvm
+    from tvm import relax
+
+    if not isinstance(call.op, tvm.ir.Op):
+        return call
+    name = call.op.name
+    if not m.barriers:
+        if name in _BINARY_EWISE and len(call.args) == 2:
+            call = _scalars_to_consts(m, call)
+        if name in _FOLDABLE:
+            folded = _fold(m, call, name)
+            if folded is not None:
+                return folded
+        if name == "relax.broadcast_to":
+            x = _same_shape_broadcast(call)
+            if x is not None:
+                return x
+    if name == "relax.nn.dropout":
+        x = call.args[0]
+        return relax.Tuple([x, relax.op.ones_like(x)])
+    if name == "relax.sum":
+        out = _stacked_sum(m, call)
+        if out is not None:
+            return out
+    if not m.barriers or name in ("relax.layout_transform", "relax.stack"):
+        return call
+    return _barrier(m, call, name)
+
+
+def _fold_transform(call):
+    """A ``layout_transform`` of a constant, computed at import."""
     import numpy as np
     import tvm
     from tvm import relax
     from tvm.ir.expr import GenericConst
+
+    if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.layout_transform"):
+        return call
+    a = call.args[0]
+    if not isinstance(a, GenericConst) or call.attrs.pad_value is not None:
+        return call
+    out = _map_tensor(call.attrs.index_map, a.value.numpy())
+    if out is None:
+        out = call.attrs.index_map.map_tensor(a.value).numpy()
+    return relax.const(np.ascontiguousarray(out), str(out.dtype))
+
+
+def _as_pass(m, name):
+    """A module pass running mutator class ``m`` over every Relax function."""
+    import tvm
+    from tvm import relax
+
+    @tvm.transform.module_pass(opt_level=0, name=name)
+    def p(mod, _ctx):
+        for gv, f in list(mod.functions.items()):
+            if isinstance(f, relax.Function):
+                mut = m(mod)
+                new = mut.visit_expr(f)
+                mod = mut.builder_.get()  # with any PrimFunc the mutator added
+                mod[gv] = new
+        return mod
+
+    return p
+
+
+def _passes():
+    """(prepare passes, fold-constant-layout-transform pass), created once."""
+    import tvm
+    from tvm import relax
     from tvm.relax.expr_functor import PyExprMutator, mutator
 
-    from cosearch.compile.frontend import _NUMPY_BINARY, _NUMPY_UNARY
-
-    _FOLDABLE = frozenset(_NUMPY_BINARY) | frozenset(_NUMPY_UNARY) | {"relax.rsqrt", "relax.reshape"}
-
-    def ndim(e) -> int:
-        try:
-            return int(e.ty.ndim)
-        except Exception:  # noqa: BLE001 - tuples, shapes, unknown rank
-            return -1
-
-    @mutator
-    class Prepare(PyExprMutator):
+    class _Prepare(PyExprMutator):
+        __doc__ = _PREPARE_DOC
         barriers = False  # first pass: rewrites only; second pass (Barriers): rank >= 5 ops too
 
-        """What ConvertLayout 0.27 cannot take, made so it can:
-
-        - ``nn.dropout`` is the identity at inference (its mask, all ones, is never read
-          by the exported graphs); its tuple output stops ConvertLayout
-          (``Expected nested to match tuple``).
-        - ONNX ``Sum(a, b, ...)`` arrives as ``sum(stack([a, b, ...]), axis=0)``: a
-          5-D tensor whose layout inference crashes (``Invalid SLayout``) and a
-          kernel per residual; it becomes ``a + b + ...``.
-        - A scalar operand (``FloatImm`` / ``IntImm``, e.g. the batch-norm epsilon in
-          ``add(running_var, 1e-5)`` that ``FoldBatchnormToConv2D`` leaves in every
-          ResNet-50 conv's weight chain) of a binary elementwise op: ConvertLayout 0.27's
-          binary layout inference dereferences it as a tensor and crashes the process
-          (segfault). It becomes a rank-0 constant (same broadcasting); a symbolic one
-          (not a number) makes the op a layout barrier instead (below).
-        - Arithmetic on constants only (that weight chain: ``add``, ``sqrt``, ``divide``,
-          ``reshape``, ``multiply``) is folded with numpy (``CanonicalizeBindings`` then
-          inlines the constants), so the conv weights are constants again and their
-          ``layout_transform`` folds (TVM's ``FoldConstant`` would compile each op with LLVM).
-        - ``broadcast_to(x, shape of x)`` (ONNX ``Sum``'s operands) is ``x``.
-        - Any other op on a tensor of rank 5 or more (ShuffleNet's channel shuffle,
-          Inception's LRN as avg_pool3d), and grouped / depthwise convs (ConvertLayout
-          0.27 crashed the process on ShuffleNet's), are legalized here to a
-          ``call_tir`` in the original layout, which ConvertLayout treats as a layout
-          barrier."""
-
-        def const_of(self, e):
-            """numpy value of ``e`` when it is a constant or a variable bound to one, else None."""
-            if isinstance(e, relax.Var):
-                e = self.lookup_binding(e)
-            return e.value.numpy() if isinstance(e, GenericConst) else None
-
         def visit_call_(self, call):
-            call = super().visit_call_(call)
-            if not isinstance(call.op, tvm.ir.Op):
-                return call
-            name = call.op.name
-            if name in _BINARY_EWISE and len(call.args) == 2 and not self.barriers:
-                args = list(call.args)
-                for i, a in enumerate(args):
-                    ty = getattr(a, "ty", None)
-                    if isinstance(ty, tvm.ir.PrimType) and isinstance(getattr(a, "value", None), (int, float)):
-                        args[i] = relax.const(np.array(a.value, dtype=str(ty.dtype)), str(ty.dtype))
-                if any(a is not b for a, b in zip(args, call.args)):
-                    call = self.builder_.normalize(relax.Call(call.op, args, call.attrs, call.ty_args))
-            if not self.barriers and name in _FOLDABLE:
-                folded = self.fold(call, name)
-                if folded is not None:
-                    return folded
-            if name == "relax.broadcast_to" and not self.barriers:
-                x = call.args[0]
-                try:
-                    same = [int(d) for d in x.ty.shape] == [int(d) for d in call.args[1].values]
-                except Exception:  # noqa: BLE001 - symbolic or unknown shapes
-                    same = False
-                if same:
-                    return x
-            if name == "relax.nn.dropout":
-                x = call.args[0]
-                return relax.Tuple([x, relax.op.ones_like(x)])
-            if name == "relax.sum" and isinstance(call.args[0], relax.Var):
-                src = self.lookup_binding(call.args[0])
-                axis = call.attrs.axis
-                if (src is not None and isinstance(src, relax.Call) and isinstance(src.op, tvm.ir.Op)
-                        and src.op.name == "relax.stack" and int(src.attrs.axis) == 0 and axis is not None
-                        and [int(a) for a in axis] == [0] and not call.attrs.keepdims
-                        and isinstance(src.args[0], relax.Tuple)):
-                    xs = list(src.args[0].fields)
-                    out = xs[0]
-                    for x in xs[1:]:
-                        out = relax.op.add(out, x)
-                    return out
-            if not self.barriers or name in ("relax.layout_transform", "relax.stack"):
-                return call
-            ranks = [ndim(a) for a in call.args] + [ndim(call)]
-            grouped = name == "relax.nn.conv2d" and int(call.attrs.groups) != 1
-            scalar = name in _BINARY_EWISE and any(isinstance(getattr(a, "ty", None), tvm.ir.PrimType)
-                                                   for a in call.args)  # symbolic: left in NCHW
-            if max(ranks) >= 5 or grouped or scalar:
-                leg = call.op.get_attr("FLegalize")
-                if leg is not None:
-                    return leg(self.builder_, call)
-            return call
+            return _rewrite(self, super().visit_call_(call))
 
-        def fold(self, call, name):
-            """``call`` computed with numpy when all its tensor operands are constants, else None."""
-            a = self.const_of(call.args[0])
-            if a is None:
-                return None
-            if name == "relax.reshape":
-                try:
-                    out = a.reshape([int(v) for v in call.args[1].values])
-                except Exception:  # noqa: BLE001 - symbolic shape
-                    return None
-            elif name in _NUMPY_UNARY:
-                out = getattr(np, _NUMPY_UNARY[name])(a)
-            elif name == "relax.rsqrt":
-                out = 1 / np.sqrt(a)
-            else:
-                b = self.const_of(call.args[1])
-                if b is None or a.dtype != b.dtype:
-                    return None
-                out = getattr(np, _NUMPY_BINARY[name])(a, b)
-            return relax.const(np.ascontiguousarray(np.asarray(out).astype(a.dtype, copy=False)), str(a.dtype))
-
-    @mutator
-    class Barriers(Prepare._cls):
+    class _Barriers(_Prepare):
         barriers = True
 
-    @mutator
-    class FoldTransform(PyExprMutator):
+    class _FoldTransform(PyExprMutator):
         def visit_call_(self, call):
-            call = super().visit_call_(call)
-            if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.layout_transform"):
-                return call
-            a = call.args[0]
-            if not isinstance(a, GenericConst) or call.attrs.pad_value is not None:
-                return call
-            out = _map_tensor(call.attrs.index_map, a.value.numpy())
-            if out is None:
-                out = call.attrs.index_map.map_tensor(a.value).numpy()
-            return relax.const(np.ascontiguousarray(out), str(out.dtype))
+            return _fold_transform(super().visit_call_(call))
 
-    def as_pass(m, name):
-        @tvm.transform.module_pass(opt_level=0, name=name)
-        def p(mod, _ctx):
-            for gv, f in list(mod.functions.items()):
-                if isinstance(f, relax.Function):
-                    mut = m(mod)
-                    new = mut.visit_expr(f)
-                    mod = mut.builder_.get()  # with any PrimFunc the mutator added
-                    mod[gv] = new
-            return mod
-
-        return p
-
-    return (tvm.transform.Sequential([as_pass(Prepare, "CosearchLayoutPrepare"), relax.transform.CanonicalizeBindings(),
-                                      relax.transform.DeadCodeElimination(), as_pass(Barriers, "CosearchLayoutBarriers")]),
-            as_pass(FoldTransform, "CosearchFoldLayoutTransform"))
+    prepare, barriers, fold = mutator(_Prepare), mutator(_Barriers), mutator(_FoldTransform)
+    return (tvm.transform.Sequential([_as_pass(prepare, "CosearchLayoutPrepare"), relax.transform.CanonicalizeBindings(),
+                                      relax.transform.DeadCodeElimination(), _as_pass(barriers, "CosearchLayoutBarriers")]),
+            _as_pass(fold, "CosearchFoldLayoutTransform"))
 
 
 def _map_tensor(index_map, a):

@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cosearch.errors import CosearchError
+from cosearch.compile.frontend.ops import NUMPY_BINARY, NUMPY_UNARY
+from cosearch.compile.storage.database import MODULE_EQUALITY
+from cosearch.errors import CosearchError, first_line
 
 if TYPE_CHECKING:
     import onnx
@@ -34,21 +36,13 @@ if TYPE_CHECKING:
 
     from cosearch.compile.target import TargetSpec
 
-MODULE_EQUALITY = "anchor-block"
-
-
 @dataclass
 class ImportedModel:
     mod: "tvm.IRModule"
     inputs: list[tuple[str, tuple[int, ...], str]]  # (name, shape, dtype)
     onnx_model: "onnx.ModelProto"
     seconds: dict[str, float] = field(default_factory=dict)  # export, import, lower
-    layout: str = "NCHW"  # conv data layout in effect (cosearch.compile.layout, "auto" resolved); part of every workload
-
-
-# Relax ops on constants that numpy evaluates exactly like TVM (numpy broadcasting).
-_NUMPY_UNARY = {"relax.sqrt": "sqrt", "relax.negative": "negative", "relax.exp": "exp"}
-_NUMPY_BINARY = {"relax.add": "add", "relax.subtract": "subtract", "relax.multiply": "multiply", "relax.divide": "divide"}
+    layout: str = "NCHW"  # conv data layout in effect (cosearch.compile.frontend.layout, "auto" resolved); part of every workload
 
 
 @functools.lru_cache(maxsize=None)
@@ -86,15 +80,15 @@ def _numpy_folder():
                 out = a.transpose([int(i) for i in axes]) if axes is not None else a.T
             elif name == "relax.expand_dims":
                 out = np.expand_dims(a, tuple(int(i) for i in call.attrs.axis))
-            elif name in _NUMPY_UNARY:
-                out = getattr(np, _NUMPY_UNARY[name])(a)
+            elif name in NUMPY_UNARY:
+                out = getattr(np, NUMPY_UNARY[name])(a)
             elif name == "relax.rsqrt":
                 out = (1 / np.sqrt(a)).astype(a.dtype)
-            elif name in _NUMPY_BINARY:
+            elif name in NUMPY_BINARY:
                 b = const(call, 1)
                 if b is None or a.dtype != b.dtype:
                     return call
-                out = getattr(np, _NUMPY_BINARY[name])(a, b)
+                out = getattr(np, NUMPY_BINARY[name])(a, b)
             if out is None:
                 return call
             return relax.const(np.ascontiguousarray(out.astype(a.dtype, copy=False)), str(a.dtype))
@@ -200,13 +194,13 @@ _LEGALIZE_CACHE = _LegalizeCache()
 
 def lower(mod: "tvm.IRModule", layout: str = "NCHW") -> "tvm.IRModule":
     """The fusing pipeline applied to an imported Relax module, convolutions converted
-    to ``layout`` first (``cosearch.compile.layout``; weight transforms folded)."""
+    to ``layout`` first (``cosearch.compile.frontend.layout``; weight transforms folded)."""
     return lower_with_layout(mod, layout)[0]
 
 
 def lower_with_layout(mod: "tvm.IRModule", layout: str) -> "tuple[tvm.IRModule, str]":
     """``lower`` returning the layout in effect too (``auto`` resolved)."""
-    from cosearch.compile.layout import check_layout
+    from cosearch.compile.frontend.layout import check_layout
 
     check_layout(layout)
     return _lower(mod, layout)
@@ -216,7 +210,7 @@ def _lower(mod: "tvm.IRModule", layout: str) -> "tuple[tvm.IRModule, str]":
     import tvm
     from tvm import relax
 
-    from cosearch.compile.layout import convert, legalize_overrides
+    from cosearch.compile.frontend.layout import convert, legalize_overrides
 
     fold = _numpy_folder()
     first = tvm.transform.Sequential(
@@ -264,13 +258,13 @@ def _load_onnx(path_or_model: Any) -> "onnx.ModelProto":
         try:
             model = onnx.load(str(p))
         except Exception as e:
-            raise CosearchError(f"{where} could not be parsed as ONNX ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+            raise CosearchError(f"{where} could not be parsed as ONNX ({type(e).__name__}: {first_line(e, 10**6) if str(e).strip() else ''})") from e
     else:
         raise CosearchError(f"from_onnx got {type(path_or_model).__name__}; accepted: a path, bytes or an onnx.ModelProto")
     try:
         onnx.checker.check_model(model)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise CosearchError(f"{where} is not a valid ONNX model: {first}") from e
     if not model.graph.node:
         raise CosearchError(f"{where} has an empty graph; expected at least one node")
@@ -300,8 +294,8 @@ def _graph_inputs(model: "onnx.ModelProto") -> list[tuple[str, tuple[int, ...], 
 
 def from_onnx(path_or_model: Any, *, layout: str | None = None) -> ImportedModel:
     """ONNX (path, bytes or ModelProto) -> ``ImportedModel``. Malformed input -> ``CosearchError``.
-    ``layout``: conv data layout (``cosearch.compile.layout.LAYOUTS``; None: ``DEFAULT_LAYOUT``)."""
-    from cosearch.compile.layout import DEFAULT_LAYOUT, check_layout
+    ``layout``: conv data layout (``cosearch.compile.frontend.layout.LAYOUTS``; None: ``DEFAULT_LAYOUT``)."""
+    from cosearch.compile.frontend.layout import DEFAULT_LAYOUT, check_layout
 
     layout = check_layout(DEFAULT_LAYOUT if layout is None else layout)  # before any work
     model = _load_onnx(path_or_model)
@@ -318,7 +312,7 @@ def from_onnx(path_or_model: Any, *, layout: str | None = None) -> ImportedModel
             sanitize_input_names=False,
         )
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise CosearchError(f"TVM's ONNX frontend could not import the model: {first}") from e
     t1 = time.perf_counter()
     mod, layout = _lower(mod, layout)
@@ -358,7 +352,7 @@ def torch_to_onnx(module: "torch.nn.Module", example_inputs: tuple, *, opset: in
                 dynamo=False,
             )
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise CosearchError(f"torch.onnx.export failed for {type(module).__name__}: {first}") from e
     finally:
         torch.set_num_threads(threads)

@@ -29,7 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
-from cosearch.errors import CosearchError
+from cosearch.errors import CosearchError, first_line
 
 SCHEMA = "cosearch.artifact/1"
 META = "meta.json"
@@ -129,13 +129,13 @@ def _task_dict(t: Any) -> dict[str, Any]:
     }
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
     if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        return _jsonable(dataclasses.asdict(x))
+        return jsonable(dataclasses.asdict(x))
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, Path):
         return str(x)
     if isinstance(x, float) and x != x:  # NaN -> null, JSON has no NaN
@@ -156,13 +156,7 @@ def _tuning_block(tuning: dict[str, Any] | None, imported) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n")
-
-
-def _target_dict(target) -> dict[str, Any]:
-    d = target.to_dict() if hasattr(target, "to_dict") else dict(target)
-    d.setdefault("name", getattr(target, "name", None))
-    return d
+    path.write_text(json.dumps(jsonable(data), indent=2, sort_keys=False) + "\n")
 
 
 # --------------------------------------------------------------------------- write
@@ -190,32 +184,32 @@ def write_artifact(
     import onnx
 
     out = check_out_dir(out_dir, overwrite_artifact=overwrite_artifact).absolute()
-    export = getattr(target, "export", "so")
+    export = target.export
     if export not in ("so", "tar"):
-        raise CosearchError(f"target {getattr(target, 'name', '?')!r} has export={export!r}; accepted: 'so', 'tar'")
+        raise CosearchError(f"target {target.name!r} has export={export!r}; accepted: 'so', 'tar'")
     if latency is None and latency_note is None:
         latency_note = "not measured"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        from cosearch.compile.measure import export_library
+        from cosearch.compile.deploy.measure import export_library
 
         try:
-            lib = export_library(executable, tmp, export=export, cc=getattr(target, "cc", None))
+            lib = export_library(executable, tmp, export=export, cc=target.cc)
         except CosearchError:
             raise
         except Exception as e:  # noqa: BLE001 - e.g. a missing (cross) compiler
             lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
             raise CosearchError(
-                f"exporting the compiled model as model.{export} for target {getattr(target, 'name', '?')!r} "
+                f"exporting the compiled model as model.{export} for target {target.name!r} "
                 f"failed: {lines[-1][:300]}"
             ) from None
         onnx.save(imported.onnx_model, str(tmp / ONNX))
         meta = {
             "schema": SCHEMA,
             "library": lib.name,
-            "target": _target_dict(target),
-            "target_identity": target.identity() if hasattr(target, "identity") else None,
+            "target": target.to_dict(),
+            "target_identity": target.identity(),
             "versions": package_versions(),
             "built_on": {"machine": platform.machine(), "system": platform.system()},
             "inputs": [{"name": n, "shape": [int(s) for s in shape], "dtype": str(dt)} for n, shape, dt in imported.inputs],
@@ -369,7 +363,7 @@ def load_artifact(path: str | os.PathLike) -> Artifact:
     try:
         module = tvm.runtime.load_module(str(art.library))
     except Exception as e:  # noqa: BLE001 - a corrupt or foreign library
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise CosearchError(f"cannot load {str(art.library)!r}: {first}") from None
     return dataclasses.replace(art, module=module)
 

@@ -210,7 +210,7 @@ def measure_rpc(executable, inputs: Sequence[InputSpec], settings, *, threads: i
     An unreachable tracker raises ``CosearchError`` (a configuration problem);
     anything that goes wrong after a session was obtained is returned as data.
     """
-    from cosearch.compile import rpc as _rpc
+    from cosearch.compile.deploy import rpc as _rpc
 
     where = f"rpc:{settings.tracker_host}:{settings.tracker_port}/{settings.key}"
     t0 = time.perf_counter()
@@ -258,9 +258,9 @@ def export_library(executable, out_dir: Path, *, export: str = "so", cc: str | N
 def resolved_threads(target) -> int | None:
     """The thread count a target is measured with: ``threads`` if set, else
     the target's ``num-cores`` (TVM's own default may be lower, e.g. 1 here)."""
-    threads = getattr(target, "threads", None)
+    threads = target.threads
     if threads is None:
-        cores = (getattr(target, "target", None) or {}).get("num-cores")
+        cores = target.target.get("num-cores")
         threads = int(cores) if isinstance(cores, int) and cores > 0 else None
     return threads
 
@@ -269,17 +269,17 @@ def measure(executable, target, inputs: Sequence[InputSpec], *, config: MeasureC
             library_path: str | os.PathLike | None = None) -> MeasureResult:
     """Measure according to ``target.measure`` ("local" | "rpc"); a "none"
     (compile-only) target raises ``CosearchError``: check ``target.measure`` first."""
-    kind = getattr(target, "measure", "local")
+    kind = target.measure
     threads = resolved_threads(target)
     if kind == "local":
         return measure_local(executable, inputs, threads=threads, config=config)
     if kind == "rpc":
-        if getattr(target, "rpc", None) is None:
+        if target.rpc is None:
             raise CosearchError(f"target {target.name!r} measures via rpc but has no 'rpc' settings")
-        return measure_rpc(executable, inputs, target.rpc, threads=threads, export=getattr(target, "export", "so"),
-                           cc=getattr(target, "cc", None), config=config, library_path=library_path)
+        return measure_rpc(executable, inputs, target.rpc, threads=threads, export=target.export,
+                           cc=target.cc, config=config, library_path=library_path)
     raise CosearchError(
-        f"target {getattr(target, 'name', target)!r} is compile-only (measure={kind!r}); "
+        f"target {target.name!r} is compile-only (measure={kind!r}); "
         "accepted for measurement: 'local', 'rpc'"
     )
 

@@ -49,7 +49,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cosearch.errors import CosearchError
+from cosearch.errors import CosearchError, first_line
 
 if TYPE_CHECKING:
     import tvm
@@ -124,15 +124,6 @@ def cache_stats() -> dict[str, int]:
             "fallback_hits": _FALLBACKS.hits, "fallback_misses": _FALLBACKS.misses}
 
 
-def _first_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
-    # TVM errors end with the checked condition; prefer a "Check failed" / "Error" line
-    for ln in lines:
-        if "Check failed" in ln or "Error:" in ln:
-            return ln[:300]
-    return (lines[0] if lines else type(e).__name__)[:300]
-
-
 def _with_attrs_of(scheduled: "tvm.tirx.PrimFunc", original: "tvm.tirx.PrimFunc") -> "tvm.tirx.PrimFunc":
     """``scheduled`` with exactly the attributes of ``original``, plus ``tirx.is_scheduled``
     (what ``MetaScheduleApplyDatabase`` does)."""
@@ -162,13 +153,13 @@ def replay_record(task_mod: "tvm.IRModule", record: "ms.database.TuningRecord", 
             record.trace.apply_to_schedule(sch, remove_postproc=False)
             return sch.mod["main"], ""
         except Exception as e:  # TVM raises InternalError / ValueError / TVMError
-            err = _first_line(e)
+            err = first_line(e)
     try:
         sch = s_tir.Schedule(task_mod, debug_mask=0)
         schedule_using_anchor_trace(sch, record.trace, target)
         return sch.mod["main"], ""
     except Exception as e:
-        return None, err or _first_line(e)
+        return None, err or first_line(e)
 
 
 def fallback_schedule(task_mod: "tvm.IRModule", target, *, seed: int = 0, tries: int = 3):
@@ -178,7 +169,7 @@ def fallback_schedule(task_mod: "tvm.IRModule", target, *, seed: int = 0, tries:
     Deterministic for a given ``seed``."""
     from tvm.s_tir import meta_schedule as ms
 
-    from cosearch.compile.intrin import ensure_tensor_intrinsics
+    from cosearch.compile.codegen.intrin import ensure_tensor_intrinsics
 
     ensure_tensor_intrinsics(target)  # TuneContext imports every backend's intrinsics otherwise
     for s in range(seed, seed + tries):
@@ -205,6 +196,52 @@ def is_heavy(task_mod: "tvm.IRModule") -> bool:
     reads = {r.source.name for r in block.reads}
     writes = {w.source.name for w in block.writes}
     return len(reads - writes) >= 2
+
+
+def _from_database(task_mod, database, target, tkey: str, khash: int, top_k: int, name: str,
+                   workload: str) -> tuple[Any, int, str]:
+    """The first of the kernel's ``top_k`` database records that replays on it: (scheduled
+    PrimFunc or None, records skipped, why none was used). Verdicts are cached."""
+    scheduled, skipped, reason = None, 0, "no record"
+    records = []
+    if database is not None and database.has_workload(task_mod):
+        records = list(database.get_top_k(database.commit_workload(task_mod), top_k))
+    for rec in records:
+        key = (tkey, khash, rec.__chandle__())
+        verdict = _VERDICTS.get(key)
+        if verdict is None:
+            prim, err = replay_record(task_mod, rec, target)
+            verdict = (rec, prim, err)
+            _VERDICTS.put(key, verdict)
+            if prim is None:
+                warnings.warn(
+                    f"kernel {name!r} (workload {workload}): skipped a database record that does not "
+                    f"replay on it: {err}",
+                    ScheduleWarning,
+                    stacklevel=3,
+                )
+        if verdict[1] is not None:
+            scheduled = verdict[1]
+            break
+        skipped += 1
+        reason = f"{skipped} record(s) did not replay: {verdict[2]}"
+    return scheduled, skipped, reason
+
+
+def _fallback_for(task_mod, target, fkey: tuple) -> tuple[Any, str]:
+    """(the seeded fallback schedule or None, why none), cached per (target, kernel, seed)."""
+    fb = _FALLBACKS.get(fkey)
+    if fb is None:
+        if not is_heavy(task_mod):
+            fb = (None, "kept TVM's default (not a multiply-accumulate kernel)")
+        else:
+            try:
+                fb = (fallback_schedule(task_mod, target, seed=fkey[2]),
+                      "fallback failed: no design-space sample passed the postprocessors")
+            except Exception as e:  # a rule or postprocessor raising: keep TVM's default
+                fb = (None, f"fallback failed: {first_line(e)}")
+        _FALLBACKS.put(fkey, fb)
+    return fb
 
 
 def apply_schedules(
@@ -243,46 +280,13 @@ def apply_schedules(
         task_mod = _normalize_mod(func)
         khash = tvm_ffi.structural_hash(task_mod) & (2**64 - 1)
         workload = "%016x" % khash
-        scheduled, skipped, reason = None, 0, "no record"
-        records = []
-        if database is not None and database.has_workload(task_mod):
-            records = list(database.get_top_k(database.commit_workload(task_mod), top_k))
-        for rec in records:
-            key = (tkey, khash, rec.__chandle__())
-            verdict = _VERDICTS.get(key)
-            if verdict is None:
-                prim, err = replay_record(task_mod, rec, target)
-                verdict = (rec, prim, err)
-                _VERDICTS.put(key, verdict)
-                if prim is None:
-                    warnings.warn(
-                        f"kernel {name!r} (workload {workload}): skipped a database record that does not "
-                        f"replay on it: {err}",
-                        ScheduleWarning,
-                        stacklevel=2,
-                    )
-            if verdict[1] is not None:
-                scheduled = verdict[1]
-                break
-            skipped += 1
-            reason = f"{skipped} record(s) did not replay: {verdict[2]}"
+        scheduled, skipped, reason = _from_database(task_mod, database, target, tkey, khash, top_k, name, workload)
         if scheduled is not None:
             out[gv] = _with_attrs_of(scheduled, func)
             choices.append(KernelChoice(name, "db", workload, skipped))
             continue
         if fallback == "auto" and cpu:
-            fkey = (tkey, khash, seed)
-            fb = _FALLBACKS.get(fkey)
-            if fb is None:
-                if not is_heavy(task_mod):
-                    fb = (None, "kept TVM's default (not a multiply-accumulate kernel)")
-                else:
-                    try:
-                        fb = (fallback_schedule(task_mod, target, seed=seed),
-                              "fallback failed: no design-space sample passed the postprocessors")
-                    except Exception as e:  # a rule or postprocessor raising: keep TVM's default
-                        fb = (None, f"fallback failed: {_first_line(e)}")
-                _FALLBACKS.put(fkey, fb)
+            fb = _fallback_for(task_mod, target, (tkey, khash, seed))
             if fb[0] is not None:
                 out[gv] = _with_attrs_of(fb[0], func)
                 choices.append(KernelChoice(name, "fallback", workload, skipped, reason))
