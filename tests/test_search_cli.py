@@ -133,6 +133,14 @@ def test_compare_gives_each_strategy_its_own_database(tmp_path):
         for p in run["pareto"]:
             assert (out / p["artifact"]).is_dir()
     assert "joint" in data["time_to_95"]
+    # the printed hypervolume is in the objectives' units (the normalised one can exceed 1)
+    from cosearch.search.pareto import Objectives
+
+    obj = Objectives.from_dict(ref)
+    assert f"hypervolume: {obj.area_units}" in r.stdout
+    row = next(line for line in r.stdout.splitlines() if line.startswith("joint "))
+    assert float(row.split()[1].replace(",", "")) == pytest.approx(obj.area(data["strategies"]["joint"]["hypervolume"]),
+                                                                   rel=1e-3)
     r = _run("compare", *FAKE, "--budget", "60s", "--strategies", "joint,greedy", "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "greedy" in r.stderr and not (tmp_path / "x").exists()
 

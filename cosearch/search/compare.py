@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from cosearch.errors import CosearchError
-from cosearch.search import api
-from cosearch.search.journal import read_journal
 from cosearch.fsio import atomic_write_json
+from cosearch.search import api, pareto
+from cosearch.search.journal import read_journal
 from cosearch.search.config import SearchConfig
 from cosearch.search.strategies import STRATEGIES
 
@@ -116,13 +116,16 @@ def truth_block(base: SearchConfig, out: Path, runs: dict[str, Any]) -> dict[str
 
 
 def summary_text(out: Path, data: dict[str, Any], report: Path | None) -> str:
-    lines = [f"{'strategy':<11} {'hypervolume':>11} {'wall s':>8} {'evaluated':>9} {'stopped':>7} {'trials':>7} "
+    """One line per strategy; the hypervolume in the objectives' own units (``Objectives.area``)."""
+    obj = pareto.Objectives.from_dict(data["reference_point"])
+    lines = [f"{'strategy':<11} {'hypervolume':>13} {'wall s':>8} {'evaluated':>9} {'stopped':>7} {'trials':>7} "
              f"{'t95 s':>7} {'t99 s':>7}"]
     for s, r in data["strategies"].items():
         t95, t99 = data["time_to_95"].get(s), data["time_to_99"].get(s)
-        lines.append(f"{s:<11} {r['hypervolume']:>11.4f} {r['wall_s']:>8.1f} {r['evaluated']:>9} "
+        lines.append(f"{s:<11} {obj.area(r['hypervolume']):>13,.4g} {r['wall_s']:>8.1f} {r['evaluated']:>9} "
                      f"{r['stopped_early']:>7} {r['trials']:>7} {'-' if t95 is None else f'{t95:.1f}':>7} "
                      f"{'-' if t99 is None else f'{t99:.1f}':>7}")
+    lines.append(f"hypervolume: {obj.area_units}, the area each front dominates up to the reference point")
     lines.append(f"compare: {out / 'compare.json'}" + (f"; report: {report}" if report else ""))
     return "\n".join(lines)
 
