@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from cosearch.errors import CosearchError
+from cosearch.errors import CosearchError, first_line
 from cosearch.search import pareto
 from cosearch.search.evaluator import Evaluator
 from cosearch.search.config import SearchConfig
@@ -272,7 +272,7 @@ def train_front(out: Path, cfg: SearchConfig, result: dict[str, Any], *, progres
     import time
 
     from cosearch.search.journal import Journal, read_journal
-    from cosearch.fsio import atomic_write_json as _atomic_json
+    from cosearch.fsio import atomic_write_json
 
     out = Path(out)
     points = [p for p in result.get("pareto", []) if isinstance(p, dict)]
@@ -304,7 +304,7 @@ def train_front(out: Path, cfg: SearchConfig, result: dict[str, Any], *, progres
                                         data=cfg.train_data, config=tcfg, target=cfg.target,
                                         schedules=conf.get("schedules"), split_seed=SPLIT_SEED, limit=cfg.train_limit)
                 except Exception as e:  # noqa: BLE001 - one failed training never ends the run
-                    msg = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+                    msg = first_line(e)
                     j.write("fail", key=pt.get("key"), stage="train", error=msg)
                     if progress:
                         print(f"cosearch search: warning: training pareto/{i} failed: {msg}", file=sys.stderr)
@@ -327,7 +327,7 @@ def train_front(out: Path, cfg: SearchConfig, result: dict[str, Any], *, progres
     if changed:
         on_disk = json.loads((out / "result.json").read_text())
         on_disk["pareto"] = points
-        _atomic_json(out / "result.json", on_disk)
+        atomic_write_json(out / "result.json", on_disk)
     return result
 
 
@@ -363,13 +363,13 @@ def resume_search(out: Path, *, cfg: SearchConfig | None = None, progress: bool 
     if cfg is not None:  # the post-search training settings may change on resume (not in the hash)
         from dataclasses import replace
 
-        from cosearch.fsio import atomic_write_json as _atomic_json
+        from cosearch.fsio import atomic_write_json
         from cosearch.search.config import TRAIN_FIELDS
 
         new = replace(stored, **{k: getattr(cfg, k) for k in TRAIN_FIELDS})
         if new != stored:
             stored = new
-            _atomic_json(out / "config.json", conf | {"search": stored.to_dict()})
+            atomic_write_json(out / "config.json", conf | {"search": stored.to_dict()})
     from cosearch.search.journal import read_journal
 
     if any(ev.get("event") == "result" for ev in read_journal(out / "journal.jsonl")) and (out / "result.json").exists():

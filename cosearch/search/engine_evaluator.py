@@ -14,12 +14,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Sequence
 
+from cosearch.errors import first_line
 from cosearch.search.evaluator import Evaluator, Measured, Plan, Task, TaskState, TuneResult, merge_tasks
-
-
-def _one_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return (s.splitlines()[0] if s else type(e).__name__)[:300]
 
 
 class EngineEvaluator(Evaluator):
@@ -100,19 +96,19 @@ class EngineEvaluator(Evaluator):
         try:
             p = self._engine_plan(arch)
         except Exception as e:  # noqa: BLE001
-            return Measured(None, _one_line(e), "export", time.perf_counter() - t0)
+            return Measured(None, first_line(e), "export", time.perf_counter() - t0)
         try:
             with self._quiet():
                 exe = engine.compile_plan(p, self.db)
         except Exception as e:  # noqa: BLE001
-            return Measured(None, _one_line(e), "compile", time.perf_counter() - t0)
+            return Measured(None, first_line(e), "compile", time.perf_counter() - t0)
         if self.target.measure == "none":
             return Measured(None, f"target {self.target.name!r} is compile-only", "measure", time.perf_counter() - t0)
         cfg = MeasureConfig(seed=self.seed) if final else SEARCH_MEASURE
         try:
             res = measure(exe, self.target, p.imported.inputs, config=cfg)
         except Exception as e:  # noqa: BLE001
-            return Measured(None, _one_line(e), "measure", time.perf_counter() - t0)
+            return Measured(None, first_line(e), "measure", time.perf_counter() - t0)
         if not res.ok:
             return Measured(None, str(res.error)[:300], "measure", time.perf_counter() - t0)
         if final:

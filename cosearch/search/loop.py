@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from cosearch.errors import CosearchError
+from cosearch.errors import CosearchError, first_line
 from cosearch.fsio import atomic_write_json
 from cosearch.search import finalize as F
 from cosearch.search import pareto
@@ -346,7 +346,7 @@ class Search:
             raise
         except Exception as e:  # noqa: BLE001 - a crashed tuning call is data too
             self.j.write("tune", workloads=list(budgets), trials=0, seconds=0.0, gain_pred_us=gain_pred_us,
-                         gain_us=None, error=str(e).splitlines()[0][:300] if str(e) else type(e).__name__)
+                         gain_us=None, error=first_line(e))
             return
         gain = 0.0
         known = False

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cosearch import jsonl
-from cosearch.errors import CosearchError
+from cosearch.errors import CosearchError, first_line
 from cosearch.search.journal import VERSION as JOURNAL_VERSION
 from cosearch.search.pareto import Objectives, accuracy_label, dominated
 
@@ -56,7 +56,7 @@ def read_json(path: Path, notes: list[str]) -> dict | None:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        notes.append(f"{path.name} is unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).")
+        notes.append(f"{path.name} is unreadable ({type(e).__name__}: {first_line(e) if str(e).strip() else ''}).")
         return None
     if not isinstance(data, dict):
         notes.append(f"{path.name} does not hold a JSON object.")
