@@ -8,7 +8,10 @@ and where to add a space, an estimator, a strategy, a stop rule or a target:
 ``docs/architecture.md``.
 """
 
+from cosearch.compile.deploy.threads import size_pool_env
 from cosearch.errors import CosearchError
+
+size_pool_env()  # before any TVM call: TVM sizes its thread pool once (see compile/deploy/threads.py)
 
 __version__ = "0.1.0"
 __all__ = ["CosearchError", "__version__"]

@@ -48,6 +48,12 @@ def test_tune_then_run(artifact):
     assert "max abs error" in r2.stdout and "OK" in r2.stdout and "n=5" in r2.stdout
     err = float(r2.stdout.split("max abs error ")[1].split()[0])
     assert err < 1e-4
+    # the thread count the tune measured fastest is recorded and applied; --threads overrides it
+    rt = meta["runtime"]
+    assert rt["threads"] == meta["latency_ms"]["threads"] and str(rt["threads"]) in meta["latency_ms"]["by_threads"]
+    assert f"threads={rt['threads']} ({rt['affinity']})" in r2.stdout
+    r3 = run_cli("run", out, "--repeat", "3", "--threads", "1", "--affinity", "pinned")
+    assert r3.returncode == 0 and "threads=1 (pinned)" in r3.stdout, r3.stdout + r3.stderr[-2000:]
 
 
 def test_tune_for_a_time_in_a_layout(tiny_onnx, tmp_path):
@@ -194,4 +200,5 @@ def test_run_bad_inputs(tmp_path, artifact):
     assert_one_line_error(run_cli("run", tmp_path), "not a cosearch artifact")
     assert_one_line_error(run_cli("run", artifact[0], "--repeat", "0"), "--repeat must be an integer >= 1")
     assert_one_line_error(run_cli("run", artifact[0], "--tolerance", "-1"), "--tolerance")
+    assert_one_line_error(run_cli("run", artifact[0], "--threads", "0"), "--threads must be an integer >= 1")
     assert_one_line_error(run_cli("run", artifact[0], "--input", tmp_path / "no.npy"), "does not exist")

@@ -31,6 +31,10 @@ def register(sub) -> None:
     p.add_argument("--rtol", default=str(DEFAULT_RTOL), metavar="R",
                    help=f"relative tolerance vs ONNX Runtime (default {DEFAULT_RTOL:g})")
     p.add_argument("--seed", default="0", metavar="S", help="seed of the random input (default 0)")
+    p.add_argument("--threads", default=None, metavar="N",
+                   help="runtime threads (default: the count recorded in the artifact, measured fastest at export)")
+    p.add_argument("--affinity", default=None, choices=("pinned", "shared"),
+                   help="pool threads pinned one per core, or free on the cores used (default: as recorded)")
     p.set_defaults(func=run)
 
 
@@ -108,6 +112,7 @@ def run(args) -> int:
     seed = _int("--seed", args.seed, 0)
     atol = _nonneg_float("--tolerance", args.tolerance)
     rtol = _nonneg_float("--rtol", args.rtol)
+    threads = _int("--threads", args.threads, 1) if args.threads is not None else None
 
     from cosearch.compile.deploy.artifact import read_artifact, why_not_runnable_here
 
@@ -137,8 +142,14 @@ def run(args) -> int:
         return 1
 
     tmeta = art.target
-    threads = tmeta.get("threads") or (tmeta.get("target") or {}).get("num-cores")
-    res = measure_local(art.module, specs, threads=threads if isinstance(threads, int) else None,
+    settings = art.runtime()
+    if threads is not None or args.affinity is not None:
+        from cosearch.compile.deploy.threads import DEFAULT_AFFINITY, RuntimeSettings
+
+        settings = RuntimeSettings(threads or (settings.threads if settings else 1),
+                                   args.affinity or (settings.affinity if settings else DEFAULT_AFFINITY))
+    res = measure_local(art.module, specs, threads=settings.threads if settings else None,
+                        affinity=settings.affinity if settings else "shared",
                         config=MeasureConfig(repeat=repeat, seed=seed), arrays=arrays)
 
     import onnxruntime as ort
@@ -156,7 +167,7 @@ def run(args) -> int:
     if res.ok:
         lat = res.latency
         print(f"latency: median {lat.median_ms:.4f} ms, p10 {lat.p10_ms:.4f} ms, "
-              f"p90 {lat.p90_ms:.4f} ms, n={lat.n}, threads={lat.threads}")
+              f"p90 {lat.p90_ms:.4f} ms, n={lat.n}, threads={lat.threads} ({lat.affinity or 'default'})")
         rec = art.meta.get("latency_ms")
         if rec:
             print(f"recorded at tune time: median {rec['median']:.4f} ms (n={rec['n']})")

@@ -155,6 +155,15 @@ def _tuning_block(tuning: dict[str, Any] | None, imported) -> dict[str, Any]:
     return out
 
 
+def _runtime_block(latency, target) -> dict[str, Any] | None:
+    settings = latency.runtime() if latency is not None else None
+    if settings is None and target.threads is not None:
+        from cosearch.compile.deploy.threads import RuntimeSettings
+
+        settings = RuntimeSettings(int(target.threads))
+    return settings.to_dict() if settings is not None else None
+
+
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(jsonable(data), indent=2, sort_keys=False) + "\n")
 
@@ -216,6 +225,8 @@ def write_artifact(
             "outputs": _onnx_outputs(imported.onnx_model),
             "tasks": [_task_dict(t) for t in tasks],
             "latency_ms": latency.to_dict() if latency is not None else None,
+            # what `cosearch run` applies: the thread count the measurement found fastest
+            "runtime": _runtime_block(latency, target),
             "tuning": _tuning_block(tuning, imported),
             "config": config,
         }
@@ -274,6 +285,20 @@ class Artifact:
     @property
     def target(self) -> dict[str, Any]:
         return self.meta["target"]
+
+    def runtime(self):
+        """``RuntimeSettings`` to run the model with: the artifact's ``runtime`` block; for
+        artifacts written before it, the target's thread count (or num-cores); else ``None``."""
+        from cosearch.compile.deploy.threads import RuntimeSettings
+
+        block = self.meta.get("runtime")
+        if block:
+            try:
+                return RuntimeSettings.from_dict(block)
+            except CosearchError as e:
+                raise CosearchError(f"artifact {str(self.path)!r} has bad runtime settings: {e}") from None
+        threads = self.target.get("threads") or (self.target.get("target") or {}).get("num-cores")
+        return RuntimeSettings(threads) if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0 else None
 
 
 def read_artifact(path: str | os.PathLike) -> Artifact:

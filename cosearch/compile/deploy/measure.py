@@ -7,9 +7,13 @@ individual repeat timings, taken after warm-up) or an error string. A failed
 measurement is data -- the search loop records it and moves on; the CLI calls
 ``result.unwrap()`` to turn it into a one-line ``CosearchError``.
 
-Threads: when the target names a thread count, the runtime thread pool is set
-to it (``runtime.config_threadpool``, locally or on the remote); otherwise
-the runtime's default (one per physical core) is used and recorded.
+Threads (``cosearch.compile.deploy.threads``): when the target names a thread
+count, the runtime pool is set to it (locally or on the remote); otherwise
+(``threads: null``) a local measurement times the model end to end at 1, half
+and all of the target's cores, interleaved, and keeps the fastest: the count a
+deployed model runs with, recorded in ``Latency.threads`` with every count's
+median (``by_threads``). The count recorded is the one in effect, never merely
+the one asked for.
 """
 
 from __future__ import annotations
@@ -24,13 +28,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from cosearch.compile.deploy.threads import DEFAULT_AFFINITY, RuntimeSettings
 from cosearch.errors import CosearchError
 
 InputSpec = tuple[str, Sequence[int], str]  # (name, shape, dtype)
-
-# runtime.config_threadpool's affinity mode "big cores" (1): all threads on
-# the fast cores, which on a homogeneous CPU means "any core".
-_AFFINITY_BIG = 1
 
 
 @dataclass(frozen=True)
@@ -70,18 +71,31 @@ class Latency:
     p90_ms: float
     n: int
     threads: int | None
+    affinity: str | None = None
+    by_threads: dict[int, float] | None = None  # median ms per thread count timed, when chosen
 
     @classmethod
-    def from_samples(cls, samples_ms: Sequence[float], threads: int | None) -> "Latency":
+    def from_samples(cls, samples_ms: Sequence[float], threads: int | None, affinity: str | None = None,
+                     by_threads: dict[int, float] | None = None) -> "Latency":
         a = np.asarray(samples_ms, dtype=np.float64)
         if a.size == 0:
             raise ValueError("no latency samples")
         p10, med, p90 = np.percentile(a, [10, 50, 90])
-        return cls(float(med), float(p10), float(p90), int(a.size), threads)
+        return cls(float(med), float(p10), float(p90), int(a.size), threads, affinity, by_threads)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``latency_ms`` block of ``meta.json``."""
-        return {"median": self.median_ms, "p10": self.p10_ms, "p90": self.p90_ms, "n": self.n, "threads": self.threads}
+        d: dict[str, Any] = {"median": self.median_ms, "p10": self.p10_ms, "p90": self.p90_ms, "n": self.n,
+                             "threads": self.threads, "affinity": self.affinity}
+        if self.by_threads:
+            d["by_threads"] = {str(t): ms for t, ms in sorted(self.by_threads.items())}
+        return d
+
+    def runtime(self) -> "RuntimeSettings | None":
+        """The settings the model was measured with (what ``cosearch run`` applies)."""
+        if self.threads is None:
+            return None
+        return RuntimeSettings(int(self.threads), self.affinity or DEFAULT_AFFINITY)
 
     def __str__(self) -> str:
         return (
@@ -144,19 +158,24 @@ def _time_vm(vm, dev, arrays: list[np.ndarray], cfg: MeasureConfig) -> list[floa
     return [float(s) * 1e3 for s in res.results]
 
 
-def _config_threads(get_func, threads: int | None) -> int | None:
+def _config_threads(get_func, threads: int | None, affinity: str = DEFAULT_AFFINITY) -> int | None:
     """Set the runtime pool to ``threads`` (if given); return the count in effect."""
+    from cosearch.compile.deploy import threads as th
+
     if threads is not None:
-        get_func("runtime.config_threadpool")(_AFFINITY_BIG, int(threads))
-        return int(threads)
+        local = get_func is None
+        return th.apply(th.RuntimeSettings(int(threads), affinity), None if local else get_func)
     try:
-        return int(get_func("runtime.NumThreads")())
+        import tvm
+
+        return int((get_func or tvm.get_global_func)("runtime.NumThreads")())
     except Exception:  # noqa: BLE001 - an old remote runtime may lack it; not essential
         return None
 
 
 def measure_local(executable, inputs: Sequence[InputSpec], *, threads: int | None = None,
-                  config: MeasureConfig = MeasureConfig(), arrays: Sequence[np.ndarray] | None = None) -> MeasureResult:
+                  config: MeasureConfig = MeasureConfig(), arrays: Sequence[np.ndarray] | None = None,
+                  affinity: str = DEFAULT_AFFINITY) -> MeasureResult:
     """Time ``executable`` (a ``tvm.compile`` result or a loaded runtime module) on
     this machine's CPU, on ``arrays`` if given, else on seeded random inputs."""
     t0 = time.perf_counter()
@@ -165,11 +184,12 @@ def measure_local(executable, inputs: Sequence[InputSpec], *, threads: int | Non
         from tvm import relax
 
         arrays = list(arrays) if arrays is not None else random_inputs(inputs, config.seed)
-        used = _config_threads(tvm.get_global_func, threads)
+        used = _config_threads(None, threads, affinity)
         dev = tvm.cpu()
         vm = relax.VirtualMachine(executable, dev)
         samples = _time_vm(vm, dev, arrays, config)
-        return MeasureResult(Latency.from_samples(samples, used), None, "local", time.perf_counter() - t0)
+        return MeasureResult(Latency.from_samples(samples, used, affinity if threads is not None else None),
+                             None, "local", time.perf_counter() - t0)
     except CosearchError:
         raise
     except Exception as e:  # noqa: BLE001 - failures are data for the search loop
@@ -177,7 +197,8 @@ def measure_local(executable, inputs: Sequence[InputSpec], *, threads: int | Non
 
 
 def measure_interleaved(executable, inputs: Sequence[InputSpec], *, threads: Sequence[int] = (1, 2), rounds: int = 3,
-                        config: MeasureConfig = MeasureConfig(repeat=10, warmup=1)) -> dict[int, Latency]:
+                        config: MeasureConfig = MeasureConfig(repeat=10, warmup=1),
+                        affinity: str = DEFAULT_AFFINITY) -> dict[int, Latency]:
     """Time ``executable`` locally at each thread count in ``threads``, interleaved: ``rounds``
     rounds, each timing every thread count ``config.repeat`` times in turn, so a load that
     comes and goes hits every count alike. Returns per thread count the statistics over all
@@ -190,15 +211,41 @@ def measure_interleaved(executable, inputs: Sequence[InputSpec], *, threads: Seq
     arrays = random_inputs(inputs, config.seed)
     dev = tvm.cpu()
     samples: dict[int, list[float]] = {int(t): [] for t in threads}
+    used: dict[int, int | None] = {}
     try:
         vm = relax.VirtualMachine(executable, dev)
         for _ in range(rounds):
             for t in samples:
-                _config_threads(tvm.get_global_func, t)
+                used[t] = _config_threads(None, t, affinity)
                 samples[t].extend(_time_vm(vm, dev, arrays, config))
     except Exception as e:  # noqa: BLE001
         raise CosearchError(f"measurement failed: {_one_line(e)}") from None
-    return {t: Latency.from_samples(v, t) for t, v in samples.items()}
+    return {t: Latency.from_samples(v, used[t], affinity) for t, v in samples.items()}
+
+
+def measure_best_threads(executable, inputs: Sequence[InputSpec], *, counts: Sequence[int],
+                         config: MeasureConfig = MeasureConfig(), affinity: str = DEFAULT_AFFINITY) -> MeasureResult:
+    """Time ``executable`` at every thread count of ``counts``, interleaved (3, 2 or 1 rounds,
+    whichever divides ``config.repeat``, so each count gets ``config.repeat`` timings), and
+    return the fastest count's latency with every count's median in ``by_threads``. A count
+    the pool could not give (it ran as a smaller one) is reported under the count that ran."""
+    t0 = time.perf_counter()
+    rounds = next(r for r in (3, 2, 1) if config.repeat % r == 0)
+    per = MeasureConfig(repeat=config.repeat // rounds, warmup=config.warmup,
+                        min_repeat_ms=config.min_repeat_ms, seed=config.seed)
+    try:
+        lats = measure_interleaved(executable, inputs, threads=sorted(set(int(c) for c in counts)), rounds=rounds,
+                                   config=per, affinity=affinity)
+    except CosearchError as e:
+        return MeasureResult(None, str(e), "local", time.perf_counter() - t0)
+    ran = {}
+    for t, lat in lats.items():  # a count the pool could not give ran as a smaller one: keep what ran
+        if lat.threads == t or lat.threads not in ran:
+            ran[lat.threads if lat.threads is not None else t] = lat
+    best = min(ran.values(), key=lambda lat: lat.median_ms)
+    by = {t: lat.median_ms for t, lat in ran.items()}
+    out = Latency(best.median_ms, best.p10_ms, best.p90_ms, best.n, best.threads, affinity, by)
+    return MeasureResult(out, None, "local", time.perf_counter() - t0)
 
 
 def measure_rpc(executable, inputs: Sequence[InputSpec], settings, *, threads: int | None = None,
@@ -230,7 +277,8 @@ def measure_rpc(executable, inputs: Sequence[InputSpec], settings, *, threads: i
         dev = remote.cpu()
         vm = relax.VirtualMachine(rlib, dev)
         samples = _time_vm(vm, dev, arrays, config)
-        return MeasureResult(Latency.from_samples(samples, used), None, where, time.perf_counter() - t0)
+        aff = DEFAULT_AFFINITY if threads is not None else None
+        return MeasureResult(Latency.from_samples(samples, used, aff), None, where, time.perf_counter() - t0)
     except CosearchError:
         raise
     except Exception as e:  # noqa: BLE001
@@ -272,6 +320,10 @@ def measure(executable, target, inputs: Sequence[InputSpec], *, config: MeasureC
     kind = target.measure
     threads = resolved_threads(target)
     if kind == "local":
+        if target.threads is None and threads is not None:
+            from cosearch.compile.deploy.threads import candidates
+
+            return measure_best_threads(executable, inputs, counts=candidates(threads), config=config)
         return measure_local(executable, inputs, threads=threads, config=config)
     if kind == "rpc":
         if target.rpc is None:
@@ -295,5 +347,5 @@ def _one_line(e: BaseException) -> str:
 
 __all__ = [
     "Latency", "MeasureConfig", "MeasureResult", "SEARCH_MEASURE", "measure", "measure_local", "measure_rpc",
-    "random_inputs", "export_library", "measure_interleaved", "resolved_threads",
+    "random_inputs", "export_library", "measure_interleaved", "measure_best_threads", "resolved_threads",
 ]

@@ -1,0 +1,102 @@
+"""TVM's CPU thread pool: sized once, set per model, recorded in the artifact.
+
+Three facts of TVM 0.27's runtime (``src/runtime/thread_pool.cc``, ``threading_backend.cc``)
+decide how fast a small network runs, measured in ``bench/results/runtime_overhead.json``:
+
+- **The pool's size is fixed when it starts**, from ``TVM_NUM_THREADS``; unset, on x86 it takes
+  half the logical CPUs ("ignore hyper-threading"): one thread on a 2-core machine.
+  ``runtime.config_threadpool`` can later lower the count, never raise it. So a process that
+  asked for 2 threads ran kernels tuned on 2 threads with 1 -- the "end-to-end is twice the
+  kernel sum" of the search's networks. ``cosearch`` sets ``TVM_NUM_THREADS`` (if the user has
+  not) to the CPUs this process may use, at import, before any pool exists
+  (``size_pool_env``).
+- **Unset, every parallel kernel call re-reads the CPU count** (``MaxConcurrency`` falls through
+  to ``std::thread::hardware_concurrency``, a sysfs read): about 6 us per call, 3x the whole
+  mbv2-small network. ``apply`` passes a CPU list, which caches the count.
+- **Workers are pinned one per core by default.** On a quiet machine that is the fastest; when
+  another process holds a core, a pinned worker waits for its time slice on every kernel:
+  mbv2-small ran 245x slower. ``"shared"`` lets the workers run on any of the cores given.
+
+``RuntimeSettings`` (threads, affinity) is what a compiled model runs with; the end-to-end
+measurement chooses the thread count (``measure.measure``), the artifact records it
+(``meta.json`` ``runtime``) and ``cosearch run`` applies it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from cosearch.errors import CosearchError
+
+#: ``runtime.config_threadpool`` affinity modes (tvm/src/runtime/threading_backend.h)
+AFFINITY_MODES = {"pinned": 1, "shared": -3}
+#: the default: under load on one core, pinned 2-thread pools slowed 1.7-245x (ORT 1.8-2.1x),
+#: shared ones 1.5-1.8x, for 0-10 % on a quiet machine (bench/results/runtime_overhead.json)
+DEFAULT_AFFINITY = "shared"
+
+
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def size_pool_env() -> None:
+    """Size TVM's pool to every usable CPU when it starts (unless ``TVM_NUM_THREADS`` is set).
+    Must run before any TVM call in the process; ``cosearch/__init__`` calls it."""
+    os.environ.setdefault("TVM_NUM_THREADS", str(len(usable_cpus())))
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """How a compiled model's kernels are run: ``threads`` pool threads, ``affinity``."""
+
+    threads: int
+    affinity: str = DEFAULT_AFFINITY
+
+    def __post_init__(self) -> None:
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
+            raise CosearchError(f"runtime threads must be a positive integer, got {self.threads!r}")
+        if self.affinity not in AFFINITY_MODES:
+            raise CosearchError(f"runtime affinity must be one of {', '.join(AFFINITY_MODES)}, got {self.affinity!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"threads": self.threads, "affinity": self.affinity}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "RuntimeSettings":
+        if not isinstance(d, dict) or "threads" not in d:
+            raise CosearchError(f"runtime settings must be an object with 'threads', got {d!r}")
+        return cls(d["threads"], d.get("affinity", DEFAULT_AFFINITY))
+
+
+def apply(settings: RuntimeSettings, get_func: Callable[[str], Any] | None = None,
+          cpus: list[int] | None = None) -> int:
+    """Configure the pool (this process's, or a remote's through ``get_func``) and return the
+    thread count in effect: lower than asked when the pool started smaller (see the module
+    docstring); the caller records what ran, not what was asked."""
+    if get_func is None:
+        import tvm
+
+        get_func = tvm.get_global_func
+        cpus = usable_cpus() if cpus is None else cpus
+    get_func("runtime.NumThreads")()  # start the pool at full size before a count can shrink it
+    ids = list(cpus if cpus is not None else range(settings.threads))
+    if len(ids) < settings.threads:
+        ids = list(range(settings.threads))
+    get_func("runtime.config_threadpool")(AFFINITY_MODES[settings.affinity], settings.threads,
+                                          [str(i) for i in ids[: settings.threads]])
+    return min(settings.threads, int(get_func("runtime.NumThreads")()))
+
+
+def candidates(cores: int) -> list[int]:
+    """Thread counts worth timing end to end on ``cores`` cores: 1, half, all."""
+    cores = max(1, int(cores))
+    return sorted({1, max(1, cores // 2), cores})
+
+
+__all__ = ["AFFINITY_MODES", "DEFAULT_AFFINITY", "RuntimeSettings", "apply", "candidates", "size_pool_env",
+           "usable_cpus"]
