@@ -114,6 +114,7 @@ def compile_with_database(
     kernel_cache: "KernelCache | None" = KERNEL_CACHE,
     fallback: str = "auto",
     report: "list[KernelChoice] | None" = None,
+    transfer: bool = True,
 ) -> "tvm.runtime.Executable":
     """``tvm.compile`` of an already lowered+fused module, with ``database`` applied.
 
@@ -122,7 +123,8 @@ def compile_with_database(
     ``ScheduleWarning``, never fatal), else on CPU targets with ``fallback="auto"``
     an unmeasured MetaSchedule design-space sample (parallel + vectorised), else
     TVM's default. ``report``, when given, is extended with one ``KernelChoice``
-    per kernel (``source`` "db" / "fallback" / "default"). ``database`` may be
+    per kernel (``source`` "db" / "transfer" / "fallback" / "default"; ``transfer=False`` skips
+    schedule transfer, ``codegen.transfer``). ``database`` may be
     ``None`` (no records).
 
     On LLVM (CPU) targets the kernels are built one by one through ``kernel_cache``
@@ -166,7 +168,7 @@ def compile_with_database(
 
     @tvm.transform.module_pass(opt_level=3)
     def pipeline(m: tvm.IRModule, _ctx) -> tvm.IRModule:
-        m, choices = apply_schedules(m, tgt, database, fallback=fallback)
+        m, choices = apply_schedules(m, tgt, database, fallback=fallback, transfer=transfer)
         if report is not None:
             report.extend(choices)
         if is_gpu:

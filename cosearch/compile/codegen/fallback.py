@@ -24,7 +24,10 @@ never lets one kernel end the compile:
    replay fails, once more with the anchor-trace path; the first record that
    replays is used (``source="db"``). A record that does not replay is skipped
    with a ``ScheduleWarning`` naming the kernel and its workload hash;
-2. otherwise, on CPU (LLVM) targets with ``fallback="auto"``, for kernels whose
+2. otherwise, on CPU (LLVM) targets with ``fallback="auto"``: the tuned schedule of the
+   nearest kernel of the same structure in the database, re-fitted to this kernel's loop
+   extents and accepted by every postprocessor (``codegen.transfer``, ``source="transfer"``);
+3. otherwise, on CPU (LLVM) targets with ``fallback="auto"``, for kernels whose
    anchor is a multiply-accumulate reduction (conv, matmul; ``is_heavy``): one sample of
    MetaSchedule's own design space for the kernel (the LLVM default rules:
    multi-level tiling, auto-inline, parallelise / vectorise / unroll), drawn with
@@ -32,7 +35,7 @@ never lets one kernel end the compile:
    is measured (``source="fallback"``). Without this a kernel keeps TVM's default
    schedule: serial and unvectorised (Inception v1 with 10 of 79 kernels
    untuned ran 18.7x slower than ONNX Runtime);
-3. otherwise the kernel is left as is (``source="default"``; GPU targets then
+4. otherwise the kernel is left as is (``source="default"``; GPU targets then
    get DLight's defaults in ``codegen``).
 
 Verdicts are cached in-process, keyed by target, the kernel's structural hash
@@ -55,7 +58,7 @@ if TYPE_CHECKING:
     import tvm
     from tvm.s_tir import meta_schedule as ms
 
-SOURCES = ("db", "fallback", "default")
+SOURCES = ("db", "transfer", "fallback", "default")
 FALLBACKS = ("auto", "none")
 
 
@@ -68,7 +71,7 @@ class KernelChoice:
     """Where one kernel's schedule came from."""
 
     name: str  # the PrimFunc's name in the lowered module
-    source: str  # "db" | "fallback" | "default"
+    source: str  # "db" | "transfer" | "fallback" | "default"
     workload: str  # structural hash (hex) of the kernel as MetaSchedule normalises it
     skipped: int = 0  # database records that matched but did not replay
     reason: str = ""  # why not "db" (first line of the last replay error, "no record", ...)
@@ -111,6 +114,7 @@ class _LRU:
 _VERDICTS = _LRU(16384)
 #: (target, kernel hash, seed) -> (scheduled PrimFunc | None, error line)
 _FALLBACKS = _LRU(8192)
+_TRANSFERS = _LRU(8192)
 
 
 def clear_caches() -> None:
@@ -228,6 +232,21 @@ def _from_database(task_mod, database, target, tkey: str, khash: int, top_k: int
     return scheduled, skipped, reason
 
 
+def _transfer_for(task_mod, database, target, tkey: tuple) -> tuple[Any, str]:
+    """(a schedule transferred from the nearest tuned sibling or None, why), cached per
+    (target, kernel, database state)."""
+    from cosearch.compile.codegen.transfer import transfer_schedule
+
+    tr = _TRANSFERS.get(tkey)
+    if tr is None:
+        try:
+            tr = transfer_schedule(task_mod, database, target)
+        except Exception as e:  # noqa: BLE001 - transfer is an optimisation, never fatal
+            tr = (None, f"transfer failed: {first_line(e)}")
+        _TRANSFERS.put(tkey, tr)
+    return tr
+
+
 def _fallback_for(task_mod, target, fkey: tuple) -> tuple[Any, str]:
     """(the seeded fallback schedule or None, why none), cached per (target, kernel, seed)."""
     fb = _FALLBACKS.get(fkey)
@@ -252,6 +271,7 @@ def apply_schedules(
     fallback: str = "auto",
     top_k: int = 4,
     seed: int = 0,
+    transfer: bool = True,
 ) -> "tuple[tvm.IRModule, list[KernelChoice]]":
     """``mod`` with every PrimFunc scheduled (see the module docstring), and where each
     kernel's schedule came from, in module order."""
@@ -285,6 +305,13 @@ def apply_schedules(
             out[gv] = _with_attrs_of(scheduled, func)
             choices.append(KernelChoice(name, "db", workload, skipped))
             continue
+        if transfer and fallback == "auto" and cpu and database is not None:
+            tr = _transfer_for(task_mod, database, target, (tkey, khash, id(database), len(database)))
+            if tr[0] is not None:
+                out[gv] = _with_attrs_of(tr[0], func)
+                choices.append(KernelChoice(name, "transfer", workload, skipped, tr[1]))
+                continue
+            reason = f"{reason}; {tr[1]}"
         if fallback == "auto" and cpu:
             fb = _fallback_for(task_mod, target, (tkey, khash, seed))
             if fb[0] is not None:
