@@ -107,6 +107,17 @@ def _to_numpy_list(out):
     return [np.asarray(out)]
 
 
+def _runtime_settings(art, threads: int | None, affinity: str | None):
+    """The artifact's recorded runtime settings, with ``--threads`` / ``--affinity`` applied."""
+    from cosearch.compile.deploy.threads import DEFAULT_AFFINITY, RuntimeSettings
+
+    settings = art.runtime()
+    if threads is None and affinity is None:
+        return settings
+    return RuntimeSettings(threads or (settings.threads if settings else 1),
+                           affinity or (settings.affinity if settings else DEFAULT_AFFINITY))
+
+
 def run(args) -> int:
     repeat = _int("--repeat", args.repeat, 1)
     seed = _int("--seed", args.seed, 0)
@@ -142,12 +153,7 @@ def run(args) -> int:
         return 1
 
     tmeta = art.target
-    settings = art.runtime()
-    if threads is not None or args.affinity is not None:
-        from cosearch.compile.deploy.threads import DEFAULT_AFFINITY, RuntimeSettings
-
-        settings = RuntimeSettings(threads or (settings.threads if settings else 1),
-                                   args.affinity or (settings.affinity if settings else DEFAULT_AFFINITY))
+    settings = _runtime_settings(art, threads, args.affinity)
     res = measure_local(art.module, specs, threads=settings.threads if settings else None,
                         affinity=settings.affinity if settings else "shared",
                         config=MeasureConfig(repeat=repeat, seed=seed), arrays=arrays)

@@ -263,7 +263,6 @@ def measure_rpc(executable, inputs: Sequence[InputSpec], settings, *, threads: i
     t0 = time.perf_counter()
     remote = _rpc.request_session(settings)  # CosearchError when unreachable / no such key
     try:
-        import tvm
         from tvm import relax
 
         arrays = random_inputs(inputs, config.seed)

@@ -14,7 +14,8 @@ for device targets) wrapped with how cosearch measures and exports for it::
       "measure": "local" | "rpc" | "none",
       "rpc": {"tracker_host": ..., "tracker_port": ..., "key": ...,
               "session_timeout_s": 60, "connect_timeout_s": 10},   # iff measure == "rpc"
-      "threads": null,                   # runtime threads when measuring (null = num-cores)
+      "threads": null,                   # runtime threads (null: per model, the fastest of 1, half
+                                         # and all num-cores, timed end to end; deploy/threads.py)
       "export": "so" | "tar" | "auto",   # auto: "so" if `cc` is on PATH, else "tar"
       "cc": null                         # cross compiler for .so on foreign ISAs
     }
@@ -80,7 +81,7 @@ class TargetSpec:
     host: dict | None  # host target dict for device targets
     measure: str  # "local" | "rpc" | "none"
     rpc: RPCSettings | None  # set iff measure == "rpc"
-    threads: int | None  # runtime threads for measurement (None = num-cores)
+    threads: int | None  # runtime threads (None = chosen per model by measuring, see deploy/threads.py)
     export: str  # "so" | "tar"
     cc: str | None  # cross compiler for .so; None = host compiler
     # where the file was found: "env" ($COSEARCH_TARGETS_DIR), "user", "built-in" or "file" (a path)
