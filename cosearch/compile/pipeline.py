@@ -31,7 +31,7 @@ class TaskReport:
     """One task of a compiled model, for artifacts and summaries (``task_reports``)."""
 
     name: str
-    source: str  # "db" | "tuned" | "untuned"
+    source: str  # "db" | "tuned" | "transfer" | "fallback" | "untuned"
     trials: int
     best_us: float | None
     error_count: int = 0
@@ -71,8 +71,9 @@ def compile_plan(plan_: ModelPlan, database_dir: Path | str, *, report: list | N
 def task_reports(plan_: ModelPlan, database_dir: Path | str, outcome: "TuneOutcome | None" = None,
                  choices: Sequence[Any] | None = None):
     """``TaskReport`` per task for artifacts and summaries. ``source``: ``tuned`` (this run),
-    ``db`` (a record from earlier runs), ``fallback`` (no usable record: the seeded
-    fallback schedule), ``untuned`` (TVM's default schedule). ``choices`` are the
+    ``db`` (a record from earlier runs), ``transfer`` (no usable record: the schedule of the
+    nearest tuned kernel of the same structure, ``codegen.transfer``), ``fallback`` (no usable
+    record: the seeded fallback schedule), ``untuned`` (TVM's default schedule). ``choices`` are the
     ``KernelChoice``s of the compile: a task whose records did not replay is not "db"."""
     st = status(plan_, database_dir)
     by_name = {c.name: c for c in (choices or [])}
@@ -87,7 +88,7 @@ def task_reports(plan_: ModelPlan, database_dir: Path | str, outcome: "TuneOutco
         ran = o is not None and o.trials > 0
         source = ("tuned" if ran else "db") if s.in_db else "untuned"
         if c is not None and c.source != "db":
-            source = "fallback" if c.source == "fallback" else "untuned"
+            source = c.source if c.source in ("transfer", "fallback") else "untuned"
         out.append(TaskReport(t.name, source, o.trials if ran else 0, s.best_us, o.errors if ran else 0, t.weight))
     return out
 
