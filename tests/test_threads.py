@@ -13,16 +13,22 @@ import sys
 
 import pytest
 
-from cosearch.compile.deploy.threads import RuntimeSettings, candidates, usable_cpus
+from cosearch.compile.deploy.threads import RuntimeSettings, candidates
 from cosearch.errors import CosearchError
 
-CPUS = len(usable_cpus())
+CPUS = os.cpu_count() or 1
+
+
+def _all_cpus() -> None:  # a child inherits the calling thread's affinity, which TVM may have narrowed
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, range(CPUS))
 
 
 def _py(code: str, **env: str) -> dict:
     e = {k: v for k, v in os.environ.items() if k not in ("TVM_NUM_THREADS", "OMP_NUM_THREADS")}
     e.update(env)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, timeout=300)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, timeout=300,
+                       preexec_fn=_all_cpus)
     assert r.returncode == 0, r.stderr[-2000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -39,11 +45,13 @@ def test_importing_cosearch_sizes_the_pool_to_every_cpu():
 @pytest.mark.skipif(CPUS < 2, reason="needs 2 CPUs")
 def test_a_count_lowered_to_one_goes_back_up():
     # the first configure call of a process must not size the pool to its own (smaller) count
-    out = _py("import json, cosearch\n"
+    # and the calling thread keeps every CPU (children and compile threads inherit its affinity)
+    out = _py("import json, os, cosearch\n"
               "from cosearch.compile.deploy.threads import RuntimeSettings, apply\n"
-              "print(json.dumps([apply(RuntimeSettings(1)), apply(RuntimeSettings(2, 'pinned')),"
-              " apply(RuntimeSettings(1, 'pinned')), apply(RuntimeSettings(2))]))")
-    assert out == [1, 2, 1, 2]
+              "n = [apply(RuntimeSettings(1)), apply(RuntimeSettings(2, 'pinned')), apply(RuntimeSettings(1, 'pinned'))]\n"
+              "aff = len(os.sched_getaffinity(0))\n"
+              "print(json.dumps([*n, apply(RuntimeSettings(2)), aff]))")
+    assert out == [1, 2, 1, 2, CPUS]
 
 
 def test_the_count_in_effect_is_recorded_not_the_one_asked():

@@ -276,7 +276,7 @@ def measure_rpc(executable, inputs: Sequence[InputSpec], settings, *, threads: i
         dev = remote.cpu()
         vm = relax.VirtualMachine(rlib, dev)
         samples = _time_vm(vm, dev, arrays, config)
-        aff = DEFAULT_AFFINITY if threads is not None else None
+        aff = "pinned" if threads is not None else None  # threads.apply: remotes are set pinned
         return MeasureResult(Latency.from_samples(samples, used, aff), None, where, time.perf_counter() - t0)
     except CosearchError:
         raise

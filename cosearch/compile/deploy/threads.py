@@ -37,11 +37,21 @@ AFFINITY_MODES = {"pinned": 1, "shared": -3}
 DEFAULT_AFFINITY = "shared"
 
 
-def usable_cpus() -> list[int]:
-    """The CPUs this process may run on."""
+def _cpus_now() -> list[int]:
     if hasattr(os, "sched_getaffinity"):
         return sorted(os.sched_getaffinity(0))
     return list(range(os.cpu_count() or 1))
+
+
+#: the CPUs this process may use, read once at import: TVM's pool narrows the *calling* thread's
+#: affinity when it is configured with fewer CPUs (and threads and processes started from it
+#: inherit that), so the live value is not the process's
+_CPUS = _cpus_now()
+
+
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on (as when cosearch was imported)."""
+    return list(_CPUS)
 
 
 def size_pool_env() -> None:
@@ -73,22 +83,27 @@ class RuntimeSettings:
         return cls(d["threads"], d.get("affinity", DEFAULT_AFFINITY))
 
 
-def apply(settings: RuntimeSettings, get_func: Callable[[str], Any] | None = None,
-          cpus: list[int] | None = None) -> int:
+def apply(settings: RuntimeSettings, get_func: Callable[[str], Any] | None = None) -> int:
     """Configure the pool (this process's, or a remote's through ``get_func``) and return the
     thread count in effect: lower than asked when the pool started smaller (see the module
-    docstring); the caller records what ran, not what was asked."""
+    docstring); the caller records what ran, not what was asked.
+
+    Locally the pool is given every usable CPU with ``settings.threads`` of them in use: the
+    list caches the CPU count, and the calling thread keeps every CPU (given one, TVM pins the
+    caller to it, and a compile thread or a measuring process started later would inherit a
+    single core). An RPC remote takes no list (TVM's RPC cannot pass one): its pool is set
+    pinned, as TVM does by default."""
+    remote = get_func is not None
     if get_func is None:
         import tvm
 
         get_func = tvm.get_global_func
-        cpus = usable_cpus() if cpus is None else cpus
     get_func("runtime.NumThreads")()  # start the pool at full size before a count can shrink it
-    ids = list(cpus if cpus is not None else range(settings.threads))
-    if len(ids) < settings.threads:
-        ids = list(range(settings.threads))
-    get_func("runtime.config_threadpool")(AFFINITY_MODES[settings.affinity], settings.threads,
-                                          [str(i) for i in ids[: settings.threads]])
+    if remote:
+        get_func("runtime.config_threadpool")(AFFINITY_MODES["pinned"], settings.threads)
+    else:
+        get_func("runtime.config_threadpool")(AFFINITY_MODES[settings.affinity], settings.threads,
+                                              [str(i) for i in _CPUS])
     return min(settings.threads, int(get_func("runtime.NumThreads")()))
 
 
