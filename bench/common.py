@@ -76,6 +76,41 @@ def interleaved(fns: dict[str, Callable[[], Any]], *, rounds: int, repeat: int =
     return samples
 
 
+def time_against_ort(executables: dict[str, Any], model, x: np.ndarray, *, rounds: int, min_ms: float = 20.0,
+                     counts: Sequence[int] | None = None) -> dict[str, float]:
+    """Every compiled module and ONNX Runtime (on ``model``) at each thread count of ``counts``
+    (default: 1, half and all usable CPUs), interleaved ``rounds`` times, on input ``x``:
+    median ms per ``"<tag>@<threads>"`` (``tag`` a key of ``executables``, or ``"ORT"``)."""
+    import tvm
+
+    from cosearch.compile.deploy import threads as th
+
+    counts = list(counts) if counts is not None else th.candidates(len(th.usable_cpus()))
+    dev = tvm.cpu()
+    xt = tvm.runtime.tensor(x, dev)
+    fns = {k: tvm.relax.VirtualMachine(e, dev)["main"] for k, e in executables.items()}
+    sessions = {t: ort_session(model, t) for t in counts}
+    iname = sessions[counts[0]].get_inputs()[0].name
+    samples: dict[str, list[float]] = {}
+    for _ in range(max(1, rounds)):
+        for t in counts:
+            th.apply(th.RuntimeSettings(t))
+            calls = {**{k: (lambda f=f: f(xt)) for k, f in fns.items()},
+                     "ORT": (lambda s=sessions[t]: s.run(None, {iname: x}))}
+            for k, fn in calls.items():
+                samples.setdefault(f"{k}@{t}", []).extend(time_calls(fn, repeat=3, warmup=1, min_ms=min_ms)["samples"])
+    return {k: float(np.median(v)) for k, v in samples.items()}
+
+
+def best_by_tag(medians: dict[str, float]) -> dict[str, float]:
+    """``time_against_ort``'s medians -> per tag the median at its fastest thread count."""
+    best: dict[str, float] = {}
+    for k, v in medians.items():
+        tag = k.rsplit("@", 1)[0]
+        best[tag] = min(best.get(tag, float("inf")), v)
+    return best
+
+
 def write_results(name: str, config: dict[str, Any], rows: list[dict[str, Any]], out: str | None = None, **extra: Any) -> Path:
     path = Path(out) if out else RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

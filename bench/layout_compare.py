@@ -15,11 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import load_net, ort_session, print_table, time_calls, write_results  # noqa: E402
+from bench.common import best_by_tag, load_net, print_table, time_against_ort, write_results  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,10 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
-    import tvm
-
     from cosearch.compile import engine
-    from cosearch.compile.deploy import threads as th
     from cosearch.compile.frontend import from_onnx
     from cosearch.compile.target import load_target
 
@@ -53,25 +48,11 @@ def main(argv: list[str] | None = None) -> int:
             pred = engine.predict_latency(plan, Path(db))
             row[f"{layout}_kernel_sum_ms"] = pred.known_ms
             row[f"{layout}_missing"] = len(pred.missing)
-        dev = tvm.cpu()
-        xt = tvm.runtime.tensor(x, dev)
-        fns = {k: tvm.relax.VirtualMachine(e, dev)["main"] for k, e in exes.items()}
-        sessions = {t: ort_session(model, t) for t in (1, 2)}
-        iname = sessions[1].get_inputs()[0].name
-        samples: dict[str, list[float]] = {}
-        for _ in range(args.rounds):
-            for t in (1, 2):
-                th.apply(th.RuntimeSettings(t))
-                for k, f in fns.items():
-                    samples.setdefault(f"{k}@{t}", []).extend(
-                        time_calls(lambda f=f: f(xt), repeat=3, warmup=1, min_ms=20)["samples"])
-                s = sessions[t]
-                samples.setdefault(f"ORT@{t}", []).extend(
-                    time_calls(lambda s=s: s.run(None, {iname: x}), repeat=3, warmup=1, min_ms=20)["samples"])
-        med = {k: float(np.median(v)) for k, v in samples.items()}
+        med = time_against_ort(exes, model, x, rounds=args.rounds, counts=(1, 2))
         row["medians_ms"] = med
+        best = best_by_tag(med)
         for tag in ("NCHW", args.layout, "ORT"):
-            row[f"{tag}_best_ms"] = min(v for k, v in med.items() if k.startswith(f"{tag}@"))
+            row[f"{tag}_best_ms"] = best[tag]
         row["blocked_over_nchw"] = row[f"{args.layout}_best_ms"] / row["NCHW_best_ms"]
         rows.append(row)
         print(f"  {name}: NCHW {row['NCHW_best_ms']:.4f}  {args.layout} {row[f'{args.layout}_best_ms']:.4f}  "

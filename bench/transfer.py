@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ort_session, print_table, time_calls, write_results  # noqa: E402
+from bench.common import best_by_tag, print_table, time_against_ort, write_results  # noqa: E402
 
 
 def _arch_model(space_name: str, arch: str, seed: int):
@@ -46,35 +46,6 @@ def _arch_model(space_name: str, arch: str, seed: int):
     net = space.build(arch, seed=seed).eval()
     x = np.random.default_rng(seed).standard_normal(tuple(space.input_shape(arch, 1))).astype(np.float32)
     return torch_to_onnx(net, (torch.from_numpy(x),)), x
-
-
-def _time(exes: dict[str, Any], model, x: np.ndarray, rounds: int) -> dict[str, float]:
-    import tvm
-
-    from cosearch.compile.deploy import threads as th
-
-    dev = tvm.cpu()
-    xt = tvm.runtime.tensor(x, dev)
-    fns = {k: tvm.relax.VirtualMachine(e, dev)["main"] for k, e in exes.items()}
-    sessions = {t: ort_session(model, t) for t in (1, 2)}
-    name = sessions[1].get_inputs()[0].name
-    samples: dict[str, list[float]] = {}
-    for _ in range(rounds):
-        for t in th.candidates(len(th.usable_cpus())):
-            th.apply(th.RuntimeSettings(t))
-            for k, f in fns.items():
-                samples.setdefault(f"{k}@{t}", []).extend(
-                    time_calls(lambda f=f: f(xt), repeat=3, warmup=1, min_ms=10)["samples"])
-            if t in sessions:
-                s = sessions[t]
-                samples.setdefault(f"ort@{t}", []).extend(
-                    time_calls(lambda s=s: s.run(None, {name: x}), repeat=3, warmup=1, min_ms=10)["samples"])
-    med = {k: float(np.median(v)) for k, v in samples.items()}
-    best: dict[str, float] = {}
-    for k, v in med.items():
-        tag = k.split("@")[0]
-        best[tag] = min(best.get(tag, float("inf")), v)
-    return best
 
 
 def one_arch(space_name: str, arch: str, args, target, db: Path, work: Path) -> dict[str, Any]:
@@ -111,7 +82,8 @@ def one_arch(space_name: str, arch: str, args, target, db: Path, work: Path) -> 
                                 budgets={t.workload: n for t in new})
         row[f"tuned{n}_trials"] = int(out.trials_run)
         exes[f"tuned{n}"] = compile_with_database(imported.mod, target, open_database(copy), kernel_cache=None)
-    best = _time(exes, model, x, args.rounds)
+    best = best_by_tag(time_against_ort(exes, model, x, rounds=args.rounds, min_ms=10.0))
+    best["ort"] = best.pop("ORT")
     row.update({f"{k}_ms": v for k, v in best.items()})
     row["transfer_over_cold"] = best["transfer"] / best["cold"]
     row["cold_over_ort"] = best["cold"] / best["ort"]

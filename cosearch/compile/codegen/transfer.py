@@ -115,12 +115,12 @@ class _Donors:
         self.seen: dict[int, tuple[int, dict]] = {}
 
     def of(self, database) -> dict:
-        recs = list(database.get_all_tuning_records())
-        key = id(database)
+        key, size = id(database), len(database)
         with self.lock:
             hit = self.seen.get(key)
-            if hit is not None and hit[0] == len(recs):
+            if hit is not None and hit[0] == size:
                 return hit[1]
+        recs = list(database.get_all_tuning_records())
         best: dict[Any, Any] = {}
         for r in recs:
             if not r.run_secs:
@@ -136,7 +136,7 @@ class _Donors:
             except Exception:  # noqa: BLE001 - a workload we cannot read is no donor
                 continue
         with self.lock:
-            self.seen[key] = (len(recs), groups)
+            self.seen[key] = (size, groups)
         return groups
 
 

@@ -28,7 +28,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cosearch.compile.deploy.threads import DEFAULT_AFFINITY, RuntimeSettings
+from cosearch.compile.deploy.threads import DEFAULT_AFFINITY, RuntimeSettings, candidates
+from cosearch.compile.deploy.threads import apply as apply_threads
 from cosearch.errors import CosearchError
 
 InputSpec = tuple[str, Sequence[int], str]  # (name, shape, dtype)
@@ -159,12 +160,10 @@ def _time_vm(vm, dev, arrays: list[np.ndarray], cfg: MeasureConfig) -> list[floa
 
 
 def _config_threads(get_func, threads: int | None, affinity: str = DEFAULT_AFFINITY) -> int | None:
-    """Set the runtime pool to ``threads`` (if given); return the count in effect."""
-    from cosearch.compile.deploy import threads as th
-
+    """Set the runtime pool (this process's when ``get_func`` is ``None``, else a remote's) to
+    ``threads`` if given; return the count in effect."""
     if threads is not None:
-        local = get_func is None
-        return th.apply(th.RuntimeSettings(int(threads), affinity), None if local else get_func)
+        return apply_threads(RuntimeSettings(int(threads), affinity), get_func)
     try:
         import tvm
 
@@ -320,8 +319,6 @@ def measure(executable, target, inputs: Sequence[InputSpec], *, config: MeasureC
     threads = resolved_threads(target)
     if kind == "local":
         if target.threads is None and threads is not None:
-            from cosearch.compile.deploy.threads import candidates
-
             return measure_best_threads(executable, inputs, counts=candidates(threads), config=config)
         return measure_local(executable, inputs, threads=threads, config=config)
     if kind == "rpc":

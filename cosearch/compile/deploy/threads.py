@@ -11,11 +11,12 @@ decide how fast a small network runs, measured in ``bench/results/runtime_overhe
   not) to the CPUs this process may use, at import, before any pool exists
   (``size_pool_env``).
 - **Unset, every parallel kernel call re-reads the CPU count** (``MaxConcurrency`` falls through
-  to ``std::thread::hardware_concurrency``, a sysfs read): about 6 us per call, 3x the whole
-  mbv2-small network. ``apply`` passes a CPU list, which caches the count.
-- **Workers are pinned one per core by default.** On a quiet machine that is the fastest; when
-  another process holds a core, a pinned worker waits for its time slice on every kernel:
-  mbv2-small ran 245x slower. ``"shared"`` lets the workers run on any of the cores given.
+  to ``std::thread::hardware_concurrency``, glibc's ``get_nprocs``: 6.2 us per call measured;
+  0.67 ms of the NB201 bench net's 103 calls). ``apply`` passes a CPU list, which caches the count.
+- **Workers are pinned one per core by default.** On a quiet machine that is about as fast as
+  free workers; when another process holds a core, a pinned worker waits for its time slice on
+  every kernel: the NB201 bench net ran 105x slower, mbv2-small 7.4x. ``"shared"`` lets the
+  workers run on any of the cores given.
 
 ``RuntimeSettings`` (threads, affinity) is what a compiled model runs with; the end-to-end
 measurement chooses the thread count (``measure.measure``), the artifact records it
@@ -32,8 +33,9 @@ from cosearch.errors import CosearchError
 
 #: ``runtime.config_threadpool`` affinity modes (tvm/src/runtime/threading_backend.h)
 AFFINITY_MODES = {"pinned": 1, "shared": -3}
-#: the default: under load on one core, pinned 2-thread pools slowed 1.7-245x (ORT 1.8-2.1x),
-#: shared ones 1.5-1.8x, for 0-10 % on a quiet machine (bench/results/runtime_overhead.json)
+#: the default: with one core busy, pinned 2-thread pools slowed 1.4-105x, shared ones 1.4-2.1x
+#: (ORT at 2 threads 1.5-2.6x); quiet, shared and pinned within 2 % on 4 of 5 nets
+#: (bench/results/runtime_overhead.json)
 DEFAULT_AFFINITY = "shared"
 
 
