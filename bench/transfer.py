@@ -9,8 +9,11 @@ mbv2-small, ``bench/runtime_overhead.py``'s); it is never written. Per architect
 without a record are "new". At 0 trials the module is compiled twice from the database as it is:
 new kernels get a design-space sample (``fallback``, the cold start) or the schedule of their
 nearest tuned sibling (``transfer``, ``codegen.transfer``). At N trials a copy of the database
-gets N trials on every new task (MetaSchedule, the engine's settings), and the module is compiled
-from it (with transfer, which then only serves kernels whose records did not replay). All
+gets N trials on every new task (MetaSchedule, the engine's settings) twice: ``coldN`` starts the
+evolutionary search from random samples (``TuneConfig(transfer=False)``), ``seededN`` from the
+transferred schedule, timed as the first of the N trials (``tuning.seed``, the default); the
+module is compiled from each (with transfer, which then only serves kernels whose records did
+not replay). All
 modules of one architecture are timed interleaved at their best thread count
 (``measure.measure_interleaved``), ONNX Runtime alongside.
 
@@ -71,23 +74,37 @@ def one_arch(space_name: str, arch: str, args, target, db: Path, work: Path) -> 
         row[f"{tag}_compile_s"] = time.perf_counter() - t0
         row[f"{tag}_sources"] = {s: [c.source for c in choices].count(s) for s in {c.source for c in choices}}
     for n in args.trials_list:
-        if n <= 0 or not new:
-            continue
-        copy = work / f"db-{n}"
-        if copy.exists():
-            shutil.rmtree(copy)
-        shutil.copytree(db, copy)
-        out = engine.tune_tasks(new, target, database_dir=copy, trials=n * len(new),
-                                config=TuneConfig(trials=n * len(new), seed=args.seed, patience=None),
-                                budgets={t.workload: n for t in new})
-        row[f"tuned{n}_trials"] = int(out.trials_run)
-        exes[f"tuned{n}"] = compile_with_database(imported.mod, target, open_database(copy), kernel_cache=None)
+        for tag, seeded in (("cold", False), ("seeded", True)):
+            if n <= 0 or not new:
+                continue
+            copy = work / f"db-{tag}{n}"
+            if copy.exists():
+                shutil.rmtree(copy)
+            shutil.copytree(db, copy)
+            t0 = time.perf_counter()
+            out = engine.tune_tasks(new, target, database_dir=copy, trials=n * len(new),
+                                    config=TuneConfig(trials=n * len(new), seed=args.seed, patience=None,
+                                                      transfer=seeded),
+                                    budgets={t.workload: n for t in new})
+            row[f"{tag}{n}_trials"] = int(out.trials_run)
+            row[f"{tag}{n}_tune_s"] = time.perf_counter() - t0
+            if out.transfer:
+                row[f"{tag}{n}_transfer"] = out.transfer
+            exes[f"{tag}{n}"] = compile_with_database(imported.mod, target, open_database(copy), kernel_cache=None)
     best = best_by_tag(time_against_ort(exes, model, x, rounds=args.rounds, min_ms=10.0))
     best["ort"] = best.pop("ORT")
     row.update({f"{k}_ms": v for k, v in best.items()})
     row["transfer_over_cold"] = best["transfer"] / best["cold"]
     row["cold_over_ort"] = best["cold"] / best["ort"]
     row["transfer_over_ort"] = best["transfer"] / best["ort"]
+    for n in args.trials_list:
+        if f"seeded{n}" in best and f"cold{n}" in best:
+            row[f"seeded{n}_over_cold{n}"] = best[f"seeded{n}"] / best[f"cold{n}"]
+    top = max((n for n in args.trials_list if f"seeded{n}" in best), default=None)
+    if top is not None:  # the share of the tuned speed-up over the fallback that transfer reaches at 0 trials
+        tuned = min(best[f"seeded{top}"], best[f"cold{top}"])
+        if best["cold"] > tuned:
+            row[f"transfer_share_of_tuned{top}"] = (best["cold"] - best["transfer"]) / (best["cold"] - tuned)
     return row
 
 
@@ -134,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {space_name} {arch[:50]}: new {r['new_tasks']}/{r['tasks']}  cold {r['cold_ms']:.4f}  "
                   f"transfer {r['transfer_ms']:.4f}  ort {r['ort_ms']:.4f} ms  ({r['wall_s']:.0f} s)", flush=True)
     cols = ["space", "new_tasks", "tasks", "cold_ms", "transfer_ms"]
-    cols += [f"tuned{n}_ms" for n in args.trials_list if n > 0] + ["ort_ms", "transfer_over_cold", "transfer_over_ort"]
+    cols += [f"{tag}{n}_ms" for n in args.trials_list if n > 0 for tag in ("cold", "seeded")]
+    cols += ["ort_ms", "transfer_over_cold", "transfer_over_ort"]
+    cols += [f"seeded{n}_over_cold{n}" for n in args.trials_list if n > 0]
     print_table(rows, cols)
     print(f"\nwritten {path}")
     return 0

@@ -57,3 +57,67 @@ def test_new_shapes_take_their_tuned_siblings_schedules(host_tuned, tmp_path):
     new_f = [f for gv, f in imported.mod.functions.items() if gv.name_hint == convs[0]][0]
     sigs = {signature(f): f for gv, f in tuned.functions.items() if isinstance(f, tvm.tirx.PrimFunc)}
     assert signature(new_f) in sigs and distance(new_f, sigs[signature(new_f)]) > 0
+
+
+@pytest.mark.tvm
+@pytest.mark.parametrize("per_task", [1, 4])
+def test_new_tasks_start_tuning_from_the_transferred_schedule(host_tuned, tmp_path, per_task):
+    """Tuning a network of new shapes on a warm database: each new conv's first trial is its
+    sibling's schedule (a ``batch`` of one trial with ``source: "transfer"`` in the history, a
+    record in the database), paid from the task's budget; with ``transfer=False`` none is."""
+    import shutil
+
+    import onnxruntime as ort
+    import tvm
+
+    from cosearch.compile import engine
+    from cosearch.compile.codegen import compile_with_database
+    from cosearch.compile.frontend import from_onnx
+    from cosearch.compile.storage import database as dbmod
+    from cosearch.compile.storage import history as hist
+    from cosearch.compile.tuning.config import TuneConfig
+
+    target = host_tuned["target"]
+    model = make_tiny_conv_onnx(channels=12, size=24, seed=3)
+    imported = from_onnx(model)
+    plan = engine.plan(imported, target)
+    runs = {}
+    for transfer in (True, False):
+        db_dir = tmp_path / f"db-{transfer}"
+        shutil.copytree(host_tuned["db"], db_dir)
+        before = dbmod.open_database(db_dir)
+        new = [t for t in plan.tasks if t.tunable and not before.has_workload(t.mod)]
+        convs = [t for t in new if "conv2d" in t.name]
+        assert convs, [t.name for t in plan.tasks]
+        out = engine.tune_tasks(new, target, database_dir=db_dir, trials=per_task * len(new),
+                                config=TuneConfig(trials=per_task * len(new), trials_per_iter=4, seed=0, patience=None,
+                                                  transfer=transfer),
+                                budgets={t.workload: per_task for t in new})
+        runs[transfer] = (db_dir, new, convs, out)
+
+    db_dir, new, convs, out = runs[True]
+    seeded = [e for e in hist.read(db_dir) if e["event"] == "batch" and e.get("source") == "transfer"]
+    assert {e["workload"] for e in seeded} >= {t.workload for t in convs}
+    assert all(e["trials"] == 1 and e["best_us"] > 0 for e in seeded)
+    assert out.transfer["seeded"] == len(seeded) and out.transfer["new_tasks"] == len(new)
+    # the budget holds: the transferred trial is one of the task's trials
+    assert all(o.trials <= per_task for o in out.tasks.values())
+    assert out.trials_run == sum(o.trials for o in out.tasks.values())
+    db = dbmod.open_database(db_dir)
+    assert all(db.has_workload(t.mod) for t in convs)
+    if per_task == 1:  # nothing but the seed ran: the database's record of the conv is the transferred one
+        by_w = {e["workload"]: e["best_us"] for e in seeded}
+        for t in convs:
+            assert dbmod.best_us(db, t.mod) == pytest.approx(by_w[t.workload], rel=1e-3)
+    assert not [e for e in hist.read(runs[False][0]) if e.get("source") == "transfer"]
+    assert runs[False][3].transfer is None
+
+    # the module compiled from the seeded database takes database records, and computes what ORT does
+    report: list = []
+    ex = compile_with_database(imported.mod, target, db, kernel_cache=None, report=report)
+    by_name = {c.name: c.source for c in report}
+    assert all(by_name[t.name] == "db" for t in convs), by_name
+    x = np.random.default_rng(0).standard_normal((1, 3, 24, 24)).astype(np.float32)
+    got = tvm.relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
+    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-4)

@@ -146,6 +146,15 @@ _DONORS = _Donors()
 def transfer_schedule(task_mod, database, target, *, top_k: int = TOP_K) -> tuple[Any, str]:
     """(scheduled ``main`` PrimFunc, donor description) for ``task_mod`` from the nearest donor
     whose trace re-applies and passes the postprocessors, or (None, why not)."""
+    sch, why = transfer_trace(task_mod, database, target, top_k=top_k)
+    return (None if sch is None else sch.mod["main"]), why
+
+
+def transfer_trace(task_mod, database, target, *, top_k: int = TOP_K) -> tuple[Any, str]:
+    """(the transferred ``Schedule``, donor description), or (None, why not). The schedule's
+    trace is a tuning record's: the donor's instructions with re-fitted decisions, then
+    ``EnterPostproc`` and the postprocessors (a replay with ``remove_postproc`` drops those),
+    so it can seed MetaSchedule's evolutionary search (``tuning.seed``)."""
     from tvm import s_tir
     from tvm.s_tir import meta_schedule as ms
 
@@ -173,8 +182,9 @@ def transfer_schedule(task_mod, database, target, *, top_k: int = TOP_K) -> tupl
 
         try:
             rec.trace.apply_to_schedule(sch, remove_postproc=True, decision_provider=provide)
+            sch.enter_postproc()
             if all(p.apply(sch) for p in postprocs):
-                return sch.mod["main"], f"transferred from workload {_hash(rec.workload.mod)}"
+                return sch, f"transferred from workload {_hash(rec.workload.mod)}"
             why = "a postprocessor rejected the transferred schedule"
         except Exception as e:  # noqa: BLE001 - a donor that does not fit is skipped
             why = first_line(e)
@@ -187,4 +197,4 @@ def _hash(mod) -> str:
     return "%016x" % (tvm_ffi.structural_hash(mod) & (2**64 - 1))
 
 
-__all__ = ["TOP_K", "distance", "refit_tiles", "signature", "transfer_schedule"]
+__all__ = ["TOP_K", "distance", "refit_tiles", "signature", "transfer_schedule", "transfer_trace"]

@@ -77,6 +77,9 @@ class TuneConfig:
     # SqueezeNet (23 s per task) the wide one won (gap_squeezenet_10m.json)
     wide_min_s_per_task: float | None = None
     keep_records: int | None = 8  # best records kept per task in the shared database (None: all)
+    # a new task's first trial is the schedule of its nearest tuned sibling (tuning.seed), and the
+    # evolutionary search starts from it; False: new tasks start from random design-space samples
+    transfer: bool = True
     cost_model: str = "random"  # "xgb" | "random" (xgb ranks at random below ~100 samples anyway)
     # "round-robin" | "gradient". Round-robin with the engine's per-task budgets (engine.allocate decides
     # where trials go): MetaSchedule joins a batch as soon as it is measured, so it is persisted then

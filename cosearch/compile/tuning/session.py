@@ -66,6 +66,8 @@ class TuneOutcome:
     # the search this run used (TuneConfig.for_tasks: a clock too short per task narrows it)
     search: dict[str, Any] | None = None
     scheduler_race: bool = False  # the call ended early on MetaSchedule's join race (scheduler_raced)
+    # new tasks started from a transferred schedule (``tuning.seed``): counts and seconds, or None
+    transfer: dict[str, Any] | None = None
 
 
 def _record_from(cand, run_res, workload, target):
@@ -235,6 +237,7 @@ class _Call:
     db: Any = None
     runs: list[TaskRun] = field(default_factory=list)
     batch: int = 0
+    seeds: Any = None  # tuning.seed.Seeds of this call
 
 
 def tune_tasks(
@@ -259,11 +262,42 @@ def tune_tasks(
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 0:
         raise CosearchError(f"trials must be a non-negative integer, got {trials!r}")
     call = _prepare(tasks, target, Path(database_dir), trials, config, budgets, early_stop)
+    if call.runs and config.transfer:
+        _seed(call, target)
     if call.runs:
         stats, persist = _run(call, target, progress, None if log_dir is None else Path(log_dir) / "tune.log")
         _collect(call, target, stats, persist)
     call.outcome.seconds = time.perf_counter() - call.t_start
     return call.outcome
+
+
+def _seed(call: _Call, target: "TargetSpec") -> None:
+    """New tasks start from a transferred schedule timed as their first trial (``tuning.seed``):
+    its record joins the database, the trial is paid from the task's budget, and a task whose
+    budget it used up leaves the call."""
+    from cosearch.compile.tuning.seed import seed_new_tasks
+
+    new = [r.task for r in call.runs if not r.status.in_db]
+    if not new:
+        return
+    seeds = call.seeds = seed_new_tasks(new, call.db, target, database_dir=call.database_dir, config=call.config,
+                                        run=call.outcome.run)
+    call.outcome.transfer = {"new_tasks": len(new), "seeded": len(seeds.records), "failed": seeds.failed,
+                             "no_donor": len(seeds.not_transferred), "seconds": round(seeds.seconds, 3)}
+    call.outcome.trials_run = len(seeds.records)  # _collect adds the call's batches
+    runs = []
+    for r in call.runs:
+        us = seeds.us.get(r.workload)
+        if us is not None:
+            r.status = TaskStatus(True, us, r.status.trials_spent + 1)
+            r.prior = TaskProgress(prior_trials=r.prior.prior_trials + 1, prior_best_us=us,
+                                   batch_size=r.prior.batch_size)
+            r.budget -= 1
+            if r.budget <= 0:
+                call.outcome.tasks[r.workload] = TaskOutcome(r.task.name, 1, 0, us, False)
+                continue
+        runs.append(r)
+    call.runs = runs
 
 
 def _check_measurable(target: "TargetSpec") -> None:
@@ -382,6 +416,9 @@ def _scratch_database(call: _Call) -> Any:
     for r in call.runs:
         if db.has_workload(r.task.mod):
             dbmod.add_records(scratch_db, db.get_top_k(db.commit_workload(r.task.mod), call.config.keep_records or 8))
+    if call.seeds is not None:  # the transferred first records of new tasks (tuning.seed)
+        dbmod.add_records(scratch_db, [call.seeds.records[r.workload] for r in call.runs
+                                       if r.workload in call.seeds.records])
     return scratch_db
 
 
@@ -464,8 +501,9 @@ def _collect(call: _Call, target: "TargetSpec", stats: TaskStats, persist: _Pers
         p = stats.progress[i]
         has = db.has_workload(t.mod)
         best = dbmod.best_us(db, t.mod) if has else (p.best_us if math.isfinite(p.best_us) else None)
-        outcome.tasks[t.workload] = TaskOutcome(t.name, p.trials, p.errors, best, stats.stopped[i])
-    outcome.trials_run = persist.trials_run
+        seeded = 1 if call.seeds is not None and t.workload in call.seeds.records else 0
+        outcome.tasks[t.workload] = TaskOutcome(t.name, p.trials + seeded, p.errors, best, stats.stopped[i])
+    outcome.trials_run = persist.trials_run + (len(call.seeds.records) if call.seeds is not None else 0)
     outcome.records_written = persist.records_written
     outcome.persist_seconds = persist.seconds
     outcome.batch = call.batch
