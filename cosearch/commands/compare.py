@@ -23,13 +23,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from cosearch.commands.search import build_config
+    from cosearch.commands.search import build_config, parallel_of
     from cosearch.search import compare
 
     strategies = compare.parse_strategies(args.strategies)
     cfg, _ = build_config(args, strategy=strategies[0])
     data = compare.run_compare(cfg, strategies, Path(args.out), schedules=args.schedules,
-                               progress=not args.no_progress)
+                               progress=not args.no_progress, parallel=parallel_of(args))
     report = None
     try:
         from cosearch.search.report import write_compare_report

@@ -31,6 +31,14 @@ def add_search_options(p, *, strategies: bool = True) -> None:
                    help="seeded sample fixing the reference point (default 6)")
     p.add_argument("--evaluator", default=None, choices=None, metavar="KIND",
                    help="engine (default) | replay:BENCH (a benchmark of cosearch bench build, docs/benchmark.md) | fake (a simulated compiler, for tests only)")
+    p.add_argument("--workers", default=None, metavar="N",
+                   help="plan and score architectures on N Ray workers (a local Ray instance; needs "
+                   "pip install 'cosearch[ray]'; docs/distributed.md)")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="run the workers on an existing Ray cluster (HOST:PORT of 'ray start --head', or auto)")
+    p.add_argument("--lookahead", default=None, metavar="N",
+                   help="architectures proposed ahead of the one screened (default 1; 2 x --workers with workers); "
+                   "the search's decisions depend on it, not on the number of workers")
     p.add_argument("--no-progress", action="store_true", help="no live display")
 
 
@@ -78,6 +86,7 @@ def build_config(args, *, strategy: str | None = None):
     from cosearch.search.config import SearchConfig
 
     given = given_settings(args, strategy=strategy)
+    parallel_of(args, given)
     return SearchConfig(**given), given
 
 
@@ -108,8 +117,25 @@ def given_settings(args, *, strategy: str | None = None) -> dict:
         "train_epochs": _int("--train-epochs", getattr(args, "train_epochs", None)),
         "train_data": getattr(args, "train_data", None),
         "train_limit": _int("--train-limit", getattr(args, "train_limit", None), 3),
+        "lookahead": _int("--lookahead", getattr(args, "lookahead", None)),
     }
     return {k: v for k, v in given.items() if v is not None}
+
+
+def parallel_of(args, given: dict | None = None):
+    """``Parallel`` of ``--workers`` / ``--ray-address`` (checked now: without Ray installed, one
+    line and exit 2 before any work); with workers and no ``--lookahead``, ``given`` gets
+    lookahead 2 x workers."""
+    from cosearch.distributed.pool import Parallel, require_ray
+
+    workers = _int("--workers", getattr(args, "workers", None))
+    address = getattr(args, "ray_address", None)
+    if workers is None and not address:
+        return None
+    require_ray()
+    if given is not None and "lookahead" not in given:
+        given["lookahead"] = 2 * (workers or 1)
+    return Parallel(workers, address)
 
 
 def run(args) -> int:
@@ -120,7 +146,7 @@ def run(args) -> int:
         explicit = [a for a in ("space", "estimator", "target", "budget", "max_archs", "seed", "strategy", "proxy",
                                 "subset", "trials_per_task", "tune_batch", "population", "evaluator",
                                 "latency_max_ms", "calibration_archs", "train_pareto", "train_epochs",
-                                "train_data", "train_limit") if getattr(args, a, None) is not None]
+                                "train_data", "train_limit", "lookahead") if getattr(args, a, None) is not None]
         if args.out is not None:
             raise CosearchError("--resume DIR continues DIR; do not give --out with it")
         if explicit:
@@ -135,7 +161,8 @@ def run(args) -> int:
             from cosearch.search.config import SearchConfig
 
             cfg = SearchConfig(**{**stored, **given})
-        result = api.resume_search(Path(args.resume), cfg=cfg, progress=not args.no_progress)
+        result = api.resume_search(Path(args.resume), cfg=cfg, progress=not args.no_progress,
+                                   parallel=parallel_of(args))
         out = Path(args.resume)
     else:
         if args.out is None:
@@ -143,7 +170,7 @@ def run(args) -> int:
         cfg, _ = build_config(args)
         out = Path(args.out)
         result = api.run_search(cfg, out, schedules=args.schedules, progress=not args.no_progress,
-                                command=sys.argv[1:])
+                                command=sys.argv[1:], parallel=parallel_of(args))
     report, why = api.write_report_safe(out)
     if why:
         print(f"cosearch search: warning: {why}", file=sys.stderr)

@@ -20,6 +20,7 @@ from cosearch.errors import CosearchError, first_line
 from cosearch.search import pareto
 from cosearch.search.evaluator import Evaluator
 from cosearch.search.config import SearchConfig
+from cosearch.distributed.pool import Parallel
 from cosearch.search.loop import Search
 from cosearch.search.predictors import TaskLatencyPredictor
 
@@ -76,7 +77,7 @@ def table_archs(spec: str, space) -> list[str] | None:
 
 
 def prepare(cfg: SearchConfig, *, schedules: str | None = None, out: Path | None = None,
-            check_out_dir: bool = True) -> Prepared:
+            check_out_dir: bool = True, with_trainer: bool = True) -> Prepared:
     from cosearch.estimate import create_estimator
     from cosearch.space import create_space
 
@@ -97,7 +98,7 @@ def prepare(cfg: SearchConfig, *, schedules: str | None = None, out: Path | None
 
         check_spec(cfg.train_data)  # a bad --train-data fails now, not after the search
     trainer = None
-    if cfg.train_rung and cfg.evaluator != "fake":
+    if cfg.train_rung and cfg.evaluator != "fake" and with_trainer:  # a worker only screens: no trainer
         trainer = make_trainer(cfg, space)
     target = None
     if cfg.evaluator == "engine":
@@ -242,7 +243,7 @@ def calibrate_objectives(p: Prepared, ev: Evaluator) -> tuple[pareto.Objectives,
 
 def run_search(cfg: SearchConfig, out: Path, *, schedules: str | None = None, objectives: pareto.Objectives | None = None,
                calibration: dict | None = None, progress: bool = True, command: list[str] | None = None,
-               prepared: Prepared | None = None) -> dict[str, Any]:
+               prepared: Prepared | None = None, parallel: Parallel | None = None) -> dict[str, Any]:
     p = prepared or prepare(cfg, schedules=schedules, out=out)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -252,7 +253,7 @@ def run_search(cfg: SearchConfig, out: Path, *, schedules: str | None = None, ob
         ev.restart_clock()  # the calibration is outside the run's clock
     extra = {"argv": command or [], "calibration": calibration or {},
              "target": p.target.to_dict() if p.target is not None else None}
-    result = _drive(p, ev, out, objectives, extra, resume=False, progress=progress)
+    result = _drive(p, ev, out, objectives, extra, resume=False, progress=progress, parallel=parallel)
     return train_front(out, cfg, result, progress=progress)
 
 
@@ -331,24 +332,25 @@ def train_front(out: Path, cfg: SearchConfig, result: dict[str, Any], *, progres
     return result
 
 
-def _drive(p: Prepared, ev: Evaluator, out: Path, objectives, extra, *, resume: bool, progress: bool):
+def _drive(p: Prepared, ev: Evaluator, out: Path, objectives, extra, *, resume: bool, progress: bool,
+           parallel: Parallel | None = None):
+    import contextlib
+
     from cosearch.progress import ProgressDisplay
 
     cfg = p.cfg
     total = cfg.budget_s if cfg.budget_s is not None else cfg.max_archs
     unit = "s" if cfg.budget_s is not None else "archs"
     disp = ProgressDisplay(f"search {cfg.strategy}", total=float(total), unit=unit) if progress else None
-    if disp is not None:
-        with disp:
-            s = Search(cfg, out, ev, schedules_dir=p.schedules, objectives=objectives, config_extra=extra,
-                       progress=disp, pool=p.pool, resume=resume)
-            return s.run()
-    s = Search(cfg, out, ev, schedules_dir=p.schedules, objectives=objectives, config_extra=extra,
-               progress=None, pool=p.pool, resume=resume)
-    return s.run()
+    with (parallel or Parallel()).open() as work, (disp or contextlib.nullcontext()):
+        extra = {**extra, "workers": work.describe()}
+        s = Search(cfg, out, ev, schedules_dir=p.schedules, objectives=objectives, config_extra=extra,
+                   progress=disp, pool=p.pool, resume=resume, work=work)
+        return s.run()
 
 
-def resume_search(out: Path, *, cfg: SearchConfig | None = None, progress: bool = True) -> dict[str, Any]:
+def resume_search(out: Path, *, cfg: SearchConfig | None = None, progress: bool = True,
+                  parallel: Parallel | None = None) -> dict[str, Any]:
     out = Path(out)
     if not out.is_dir() or not is_search_dir(out):
         raise CosearchError(f"--resume {str(out)!r} is not a search folder (no config.json of a search)")
@@ -378,7 +380,7 @@ def resume_search(out: Path, *, cfg: SearchConfig | None = None, progress: bool 
     p = prepare(stored, schedules=conf.get("schedules"), out=out, check_out_dir=False)
     ev = make_evaluator(p, run_dir=out)
     obj = pareto.Objectives.from_dict(conf["objectives"])
-    result = _drive(p, ev, out, obj, {}, resume=True, progress=progress)
+    result = _drive(p, ev, out, obj, {}, resume=True, progress=progress, parallel=parallel)
     return train_front(out, stored, result, progress=progress)
 
 

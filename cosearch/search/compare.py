@@ -52,7 +52,9 @@ def time_to(c: list[list[float]], level: float) -> float | None:
 
 
 def run_compare(base: SearchConfig, strategies: list[str], out: Path, *, schedules: str | None = None,
-                progress: bool = True) -> dict[str, Any]:
+                progress: bool = True, parallel: Any = None) -> dict[str, Any]:
+    """Each strategy from the same starting database and reference point, one after the other
+    (``parallel``: where each run's screening goes, ``distributed.pool.Parallel``)."""
     out = Path(out)
     api.check_out(out)
     p = api.prepare(dataclasses.replace(base, strategy=strategies[0]), schedules=schedules, out=None,
@@ -76,7 +78,8 @@ def run_compare(base: SearchConfig, strategies: list[str], out: Path, *, schedul
         sdir.mkdir(parents=True)
         shutil.copytree(start, sched)
         ps = dataclasses.replace(p, cfg=cfg, schedules=sched)
-        res = api.run_search(cfg, sdir, objectives=objectives, calibration=calib, progress=progress, prepared=ps)
+        res = api.run_search(cfg, sdir, objectives=objectives, calibration=calib, progress=progress, prepared=ps,
+                             parallel=parallel)
         api.write_report_safe(sdir)
         runs[s] = {"hypervolume": res["hypervolume"], "hypervolume_search": res.get("hypervolume_search"),
                    "wall_s": res["wall_s"], "curve": curve(sdir), "evaluated": res["evaluated"],

@@ -135,6 +135,9 @@ class SearchConfig:
     train_epochs: int = 3
     train_data: str = "digits"  # a dataset spec of cosearch.train.data
     train_limit: int | None = None  # seeded subset of at most N images (quick runs, tests)
+    # architectures proposed ahead of the one being screened (their plans and scores computed by
+    # workers meanwhile, docs/distributed.md); decisions depend on it, never on the number of workers
+    lookahead: int = 1
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -145,7 +148,8 @@ class SearchConfig:
             raise CosearchError("give a budget: --budget DURATION (e.g. 30m, 90s) or --max-archs N")
         if self.budget_s is not None and not (self.budget_s > 0 and math.isfinite(self.budget_s)):
             raise CosearchError(f"budget must be a positive duration, got {self.budget_s!r} s")
-        for name in ("max_archs", "subset", "trials_per_task", "tune_batch", "population", "calibration_archs"):
+        for name in ("max_archs", "subset", "trials_per_task", "tune_batch", "population", "calibration_archs",
+                     "lookahead"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise CosearchError(f"{name} must be a positive integer, got {v!r}")
@@ -186,6 +190,8 @@ class SearchConfig:
         """Identity of the *search* (the post-search training settings may change on resume)."""
         skip = ("train_pareto",) if self.train_rung else TRAIN_FIELDS  # the training rung's settings are the search's
         d = {k: v for k, v in self.to_dict().items() if k not in skip}
+        if d.get("lookahead") == 1:  # the default: the hash of runs from before the option stays
+            del d["lookahead"]
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -35,6 +35,7 @@ class EngineEvaluator(Evaluator):
         self._plans: OrderedDict[str, Any] = OrderedDict()
         self._cache = int(cache)
         self._ptasks: dict[str, Any] = {}  # workload -> PlannedTask (for tune_tasks)
+        self._arch_of: dict[str, str] = {}  # workload -> an arch using it, of plans made by workers (``adopt``)
         self._exe: dict[str, tuple[Any, Any]] = {}  # arch -> (executable, latency) of the last final measure
         self.tune_overrides = dict(tune_overrides or {})
 
@@ -59,6 +60,18 @@ class EngineEvaluator(Evaluator):
                 self._ptasks.setdefault(t.workload, t)
         return p
 
+    def adopt(self, plan: Plan) -> None:
+        for t in plan.tasks:
+            if t.workload not in self._ptasks:
+                self._arch_of.setdefault(t.workload, plan.arch)
+
+    def _planned_task(self, workload: str):
+        """The engine's task of ``workload``; a worker's plan is made again here when tuned."""
+        if workload not in self._ptasks and workload in self._arch_of:
+            with self.working("plan"):
+                self._engine_plan(self._arch_of[workload])
+        return self._ptasks.get(workload)
+
     def plan(self, arch: str) -> Plan:
         t0 = time.perf_counter()
         p = self._engine_plan(arch)
@@ -77,13 +90,14 @@ class EngineEvaluator(Evaluator):
         from cosearch.compile import engine
         from cosearch.compile.tuning.config import TuneConfig
 
-        pts = [self._ptasks[t.workload] for t in tasks if t.workload in self._ptasks]
+        pts = [p for p in (self._planned_task(t.workload) for t in tasks) if p is not None]
         total = int(sum(budgets.get(t.workload, 0) for t in tasks))
         if not pts or total <= 0:
             return TuneResult(0, 0.0, {}, {})
         cfg = TuneConfig(**{"trials": total, "seed": self.seed, "patience": None, **self.tune_overrides})
-        out = engine.tune_tasks(pts, self.target, database_dir=self.db, trials=total, config=cfg,
-                                budgets={w: int(n) for w, n in budgets.items()}, log_dir=self.log_dir)
+        with self.measuring("tune"):  # its runner times candidates: nothing else of the search runs meanwhile
+            out = engine.tune_tasks(pts, self.target, database_dir=self.db, trials=total, config=cfg,
+                                    budgets={w: int(n) for w, n in budgets.items()}, log_dir=self.log_dir)
         return TuneResult(int(out.trials_run), float(out.seconds),
                           {w: o.best_us for w, o in out.tasks.items()},
                           {w: int(o.trials) for w, o in out.tasks.items()}, ended_early=out.scheduler_race)
@@ -94,11 +108,12 @@ class EngineEvaluator(Evaluator):
 
         t0 = time.perf_counter()
         try:
-            p = self._engine_plan(arch)
+            with self.working("plan"):
+                p = self._engine_plan(arch)
         except Exception as e:  # noqa: BLE001
             return Measured(None, first_line(e), "export", time.perf_counter() - t0)
         try:
-            with self._quiet():
+            with self._quiet(), self.working("compile"):
                 exe = engine.compile_plan(p, self.db)
         except Exception as e:  # noqa: BLE001
             return Measured(None, first_line(e), "compile", time.perf_counter() - t0)
@@ -106,7 +121,8 @@ class EngineEvaluator(Evaluator):
             return Measured(None, f"target {self.target.name!r} is compile-only", "measure", time.perf_counter() - t0)
         cfg = MeasureConfig(seed=self.seed) if final else SEARCH_MEASURE
         try:
-            res = measure(exe, self.target, p.imported.inputs, config=cfg)
+            with self.measuring("measure"):
+                res = measure(exe, self.target, p.imported.inputs, config=cfg)
         except Exception as e:  # noqa: BLE001
             return Measured(None, first_line(e), "measure", time.perf_counter() - t0)
         if not res.ok:
@@ -114,6 +130,13 @@ class EngineEvaluator(Evaluator):
         if final:
             self._exe[arch] = (exe, res.latency)
         return Measured(float(res.latency.median_ms), None, "measure", time.perf_counter() - t0)
+
+    def measuring(self, what: str):
+        """The local CPU's lease only where the target is measured on it (an RPC board is leased
+        through the tracker)."""
+        import contextlib
+
+        return super().measuring(what) if self.target.measure == "local" else contextlib.nullcontext()
 
     def _quiet(self):
         """TVM's C++ warnings (printed on fd 2 while compiling) go to ``<run dir>/compile.log``."""

@@ -53,6 +53,9 @@ class Plan:
     tasks: list[Task]
     seconds: float = 0.0
     handle: Any = field(default=None, repr=False)  # the engine's ModelPlan
+    # what the database held for the tasks when the plan was made (set by a worker, which keeps
+    # the handle: cosearch.distributed.screen); None: ask ``Evaluator.task_states``
+    states: dict[str, "TaskState"] | None = None
 
     @property
     def flops(self) -> float:
@@ -134,10 +137,28 @@ class Evaluator(abc.ABC):
     #: seconds of simulated work so far (an evaluator that simulates a compiler adds to it)
     sim: float = 0.0
 
+    #: the local CPU's measurement lease when the search has workers (``distributed.lease``), else None
+    lease: Any = None
+
     def __init__(self, space, estimator, trainer=None) -> None:
         self.space = space
         self.estimator = estimator
         self.trainer = trainer  # a cosearch.estimate.train.TrainEstimator (the training rung) or None
+
+    def measuring(self, what: str):
+        """Context of a measurement (tuning, timing): the lease held exclusive when there is one."""
+        import contextlib
+
+        return self.lease.measuring(what) if self.lease is not None else contextlib.nullcontext()
+
+    def working(self, what: str):
+        """Context of work beside which others may run (compiling): the lease held shared."""
+        import contextlib
+
+        return self.lease.work(what) if self.lease is not None else contextlib.nullcontext()
+
+    def adopt(self, plan: Plan) -> None:
+        """A plan made by a worker (``plan.handle`` None) of an arch the driver may tune or measure."""
 
     def accuracy(self, arch: str) -> tuple[float, float, str]:
         """-> (score, seconds, fidelity) of the full estimator (comparable across the run)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,9 @@ class Search:
     def __init__(self, cfg: SearchConfig, out: Path, evaluator: Evaluator, *, schedules_dir: Path,
                  objectives: pareto.Objectives, config_extra: dict[str, Any] | None = None,
                  progress: Any = None, pool: list[str] | None = None, resume: bool = False,
-                 policy: Policy = POLICY) -> None:
+                 policy: Policy = POLICY, work: Any = None) -> None:
+        from cosearch.distributed.pool import InlinePool
+
         self.cfg = cfg
         self.policy = policy
         self.out = Path(out)
@@ -82,6 +85,15 @@ class Search:
         self.done = False
         self.strategy = STRATEGIES.get(cfg.strategy)(self)
         self.out.mkdir(parents=True, exist_ok=True)
+        # where screening runs (cosearch.distributed): inline, or workers with the local CPU leased
+        self.work = work if work is not None else InlinePool()
+        self.lease = None
+        if self.work.workers:
+            from cosearch.distributed.lease import DeviceLease
+
+            self.lease = evaluator.lease = DeviceLease.for_run(self.out)
+        self.ahead: deque = deque()  # (rec, handle, pending screen or None) proposed ahead (cfg.lookahead)
+        self._spec: dict[str, Any] | None = None
         offset = 0.0
         if resume:
             offset = self.replay(read_journal(self.out / "journal.jsonl"))
@@ -136,7 +148,8 @@ class Search:
         for t in plan.tasks:
             self.task.setdefault(t.workload, t)
         if fresh:
-            self.state.update({w: s for w, s in self.ev.task_states(plan).items() if w not in self.state})
+            states = plan.states if plan.states is not None else self.ev.task_states(plan)
+            self.state.update({w: s for w, s in states.items() if w not in self.state})
             for t in fresh:  # tuned by an earlier run: a one-point curve (a neighbour for untuned tasks)
                 s = self.state.get(t.workload)
                 if s is not None and s.best_us is not None and t.workload not in self.book.curves:
@@ -233,9 +246,43 @@ class Search:
         if info is not None:
             self.j.write("tell", key=rec.key, **info)
 
-    def do_plan(self, rec: Rec) -> bool:
+    def screen_ahead(self, rec: Rec, handle: Any) -> tuple[Rec, Any, Any]:
+        """A proposal queued for screening (``cfg.lookahead``): with workers, its plan and
+        accuracy are submitted now (``distributed.screen``) and taken in queue order."""
+        if not self.work.workers:
+            return rec, handle, None
+        from cosearch.distributed.screen import screen, worker_spec
+
+        if self._spec is None:
+            self._spec = worker_spec(self)
+        return rec, handle, self.work.submit(screen, self._spec, rec.arch)
+
+    def screened(self, pending: Any) -> Any:
+        """A worker's ``Screened`` result; None when the work was lost for good (its worker
+        died on every retry): the driver then plans and scores the arch itself."""
+        if pending is None:
+            return None
         try:
-            plan = self.ev.plan(rec.arch)
+            pre = pending.result()
+        except Exception as e:  # noqa: BLE001 - lost work is done again here
+            if self.progress is not None:
+                self.progress.log(f"screening on a worker failed ({first_line(e)}); screening here")
+            return None
+        if pre.fatal:
+            raise CosearchError(pre.fatal)
+        return pre
+
+    def do_plan(self, rec: Rec, pre: Any = None) -> bool:
+        """Plan ``rec`` (or take the plan a worker made: ``pre``, a ``distributed.screen.Screened``)."""
+        try:
+            if pre is not None:
+                self.ev.sim += pre.plan_sim  # the simulated clock runs as if planned here
+                if pre.plan_error is not None:
+                    raise RuntimeError(pre.plan_error)
+                plan = pre.plan
+                self.ev.adopt(plan)
+            else:
+                plan = self.ev.plan(rec.arch)
         except Exception as e:  # noqa: BLE001 - failures are data
             self.fail(rec, "export", e)
             return False
@@ -243,7 +290,8 @@ class Search:
         self.work_seconds += plan.seconds
         self.learn_plan(plan)
         self.j.write("plan", key=rec.key, seconds=plan.seconds, flops=plan.flops,
-                     tasks=[[t.workload, t.weight, t.op_kind, t.flops] for t in plan.tasks])
+                     tasks=[[t.workload, t.weight, t.op_kind, t.flops] for t in plan.tasks],
+                     **({"worker": f"{pre.host}:{pre.pid}"} if pre is not None else {}))
         return True
 
     def fail(self, rec: Rec, stage: str, e: BaseException | str) -> None:
@@ -253,9 +301,15 @@ class Search:
         if self.progress is not None:
             self.progress.log(f"arch {rec.n} failed ({stage}): {msg}")
 
-    def do_accuracy(self, rec: Rec) -> bool:
+    def do_accuracy(self, rec: Rec, pre: Any = None) -> bool:
         try:
-            score, sec, fid = self.ev.accuracy(rec.arch)
+            if pre is not None:
+                self.ev.sim += pre.accuracy_sim
+                if pre.accuracy_error is not None or pre.accuracy is None:
+                    raise RuntimeError(pre.accuracy_error or "no accuracy")
+                score, sec, fid = pre.accuracy
+            else:
+                score, sec, fid = self.ev.accuracy(rec.arch)
         except CosearchError:
             raise
         except Exception as e:  # noqa: BLE001

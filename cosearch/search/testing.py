@@ -235,7 +235,23 @@ class FakeEvaluator(Evaluator):
 
     # -- tasks --------------------------------------------------------------------
     def plan(self, arch: str) -> Plan:
+        self._maybe_die(arch)
         return Plan(arch, merge_tasks(self._layout(self.space, arch)), self._spend(self.COST["plan"]))
+
+    def _maybe_die(self, arch: str) -> None:
+        """Fault injection for the distributed tests: in a Ray worker (``COSEARCH_WORKER``), with
+        env ``COSEARCH_FAKE_KILL_WORKER=DIR`` and a file ``DIR/arm``, the first plan of each arch
+        kills its process (SIGKILL), leaving ``DIR/<arch hash>`` behind; the retry plans it."""
+        d = os.environ.get("COSEARCH_FAKE_KILL_WORKER")
+        if not d or not os.environ.get("COSEARCH_WORKER") or not (Path(d) / "arm").exists():
+            return
+        marker = Path(d) / hashlib.sha256(self.space.key(arch).encode()).hexdigest()[:16]
+        if marker.exists():
+            return
+        marker.write_text(str(os.getpid()))
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
     # -- the synthetic latency model ----------------------------------------------
     def untuned_us(self, t: Task) -> float:
@@ -262,7 +278,8 @@ class FakeEvaluator(Evaluator):
         for w, n in run.items():
             self.trials[w] = self.trials.get(w, 0) + n
         total = sum(run.values())
-        sec = self._spend(total * self.COST["trial"])
+        with self.measuring("tune"):
+            sec = self._spend(total * self.COST["trial"])
         return TuneResult(total, sec, {w: self.tuned_us(by[w], self.trials[w]) for w in run}, run)
 
     def kernel_sum_ms(self, plan: Plan) -> float:
@@ -274,7 +291,8 @@ class FakeEvaluator(Evaluator):
 
     def measure(self, arch: str, *, final: bool = False) -> Measured:
         key = self.space.key(arch)
-        sec = self._spend(self.COST["final" if final else "measure"])
+        with self.measuring("measure"):
+            sec = self._spend(self.COST["final" if final else "measure"])
         if self.fail_rate > 0 and _unit("fail", self.seed, key) < self.fail_rate:
             return Measured(None, "fake compile failure (simulated)", "compile", sec)
         n = self._measures.get(key, 0)

@@ -70,20 +70,30 @@ class Screening:
         self.reason = yield from self._screened(s)
 
     def _screened(self, s: Any):
+        """Archs are taken from ``source`` up to ``s.cfg.lookahead`` ahead of the one screened
+        (queued on the search, ``s.ahead``, so a batch that ends early leaves them to the next
+        screening); each is screened in the order proposed. When the source ends on the clock
+        (``"budget"``) the queued archs are left; otherwise they are screened first."""
         source = iter(self.source)
+        ended, reason = False, None
         while True:
-            try:
-                rec, handle = next(source)
-            except StopIteration as stop:
-                return stop.value
-            if not s.do_plan(rec):
+            while not ended and len(s.ahead) < s.cfg.lookahead:
+                try:
+                    s.ahead.append(s.screen_ahead(*next(source)))
+                except StopIteration as stop:
+                    ended, reason = True, stop.value
+            if not s.ahead or (ended and reason == "budget"):
+                return reason
+            rec, handle, pending = s.ahead.popleft()
+            pre = s.screened(pending)
+            if not s.do_plan(rec, pre):
                 s.tell(handle, rec, None)
                 yield rec, handle, False
                 continue
             if self.gate is not None and not self.gate(rec, handle):
                 yield rec, handle, False
                 continue
-            if not s.do_accuracy(rec):
+            if not s.do_accuracy(rec, pre):
                 s.tell(handle, rec, None)
                 yield rec, handle, False
                 continue

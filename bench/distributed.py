@@ -1,0 +1,195 @@
+"""The search on workers: real Ray on this machine against one process, and the speed-up more
+workers would give, simulated from a real run's recorded costs.
+
+    python bench/distributed.py --real --max-archs 24          # engine search, inline vs --workers 2
+    python bench/distributed.py --simulate runs/demo/journal.jsonl
+
+``--real``: the same search (NB201, naswot, seed, lookahead) twice from one starting schedule
+database copy each: in one process, and with ``--workers 2`` (a local Ray instance). Records the
+wall time of each, what the workers did, and, for architectures measured by both, the ratio of
+their measured latencies (the lease must keep co-running work from corrupting measurements).
+Times things: run it alone.
+
+``--simulate JOURNAL``: replays a run's journal with W workers (1, 2, 4, ..., 32): each
+architecture's screening (its ``plan`` + ``accuracy`` seconds) runs on the first free worker as
+soon as it is proposed (``lookahead`` 2W ahead), while the driver does the rest of the journal's
+work (tuning, measuring) in order and waits where a screening it needs has not finished. The
+driver's own work is the serial part: the simulation shows where it bounds the speed-up.
+
+Writes ``bench/results/distributed.json`` (resolved config, CPU, machine key) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import print_table, write_results  # noqa: E402
+
+
+def simulate(events: list[dict[str, Any]], workers: int, lookahead: int | None = None) -> dict[str, Any]:
+    """Wall time of the journal's work with ``workers`` screening in parallel (see the module doc)."""
+    look = lookahead or 2 * workers
+    screen: dict[str, float] = {}
+    order: list[str] = []
+    driver: list[tuple[str, float]] = []  # ("screen", key) waits, or ("work", seconds)
+    for ev in events:
+        e, sec = ev.get("event"), float(ev.get("seconds") or 0.0)
+        if e == "propose":
+            order.append(ev["key"])
+            screen[ev["key"]] = 0.0
+        elif e == "plan" or (e == "accuracy" and ev.get("fidelity") != "train"):
+            if ev.get("key") in screen:
+                if e == "plan":
+                    driver.append(("screen", ev["key"]))
+                screen[ev["key"]] += sec
+        elif e in ("tune", "measure") or (e == "accuracy" and ev.get("fidelity") == "train"):
+            driver.append(("work", sec))
+    free = [0.0] * workers
+    heapq.heapify(free)
+    done: dict[str, float] = {}
+    submitted = 0
+    t = 0.0
+
+    def submit_until(n: int, now: float) -> None:
+        nonlocal submitted
+        while submitted < min(n, len(order)):
+            k = order[submitted]
+            start = max(heapq.heappop(free), now)
+            done[k] = start + screen[k]
+            heapq.heappush(free, done[k])
+            submitted += 1
+
+    consumed = 0
+    waited = 0.0
+    for kind, v in driver:
+        if kind == "screen":
+            consumed += 1
+            submit_until(consumed + look - 1, t)
+            ready = done.get(v, t)
+            waited += max(0.0, ready - t)
+            t = max(t, ready)
+        else:
+            t += v
+    serial = sum(v for kind, v in driver if kind == "work")
+    return {"workers": workers, "lookahead": look, "wall_s": t, "driver_work_s": serial, "driver_wait_s": waited,
+            "screen_s": sum(screen.values())}
+
+
+def run_simulation(journal: Path) -> list[dict[str, Any]]:
+    events = [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
+    base = simulate(events, 1, lookahead=1)
+    rows = []
+    for w in (1, 2, 4, 8, 16, 32):
+        r = simulate(events, w)
+        r["speedup"] = base["wall_s"] / r["wall_s"]
+        r["efficiency"] = r["speedup"] / w
+        r["amdahl_bound"] = base["wall_s"] / base["driver_work_s"] if base["driver_work_s"] else None
+        rows.append(r)
+    return rows
+
+
+def _search(out: Path, sched: Path, args, workers: int | None) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "cosearch", "search", "--target", args.target, "--space", "nb201", "--estimator",
+           args.estimator, "--max-archs", str(args.max_archs), "--seed", str(args.seed), "--lookahead",
+           str(args.lookahead), "--schedules", str(sched), "--out", str(out), "--no-progress"]
+    if workers:
+        cmd += ["--workers", str(workers)]
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"search failed ({r.returncode}): {r.stderr[-2000:]}")
+    res = json.loads((out / "result.json").read_text())
+    events = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
+    ms = {e["key"]: e["ms"] for e in events if e.get("event") == "measure" and e.get("ok") and not e.get("remeasure")}
+    return {"wall_s": wall, "search_wall_s": res.get("wall_s"), "evaluated": res.get("evaluated"),
+            "hypervolume": res.get("hypervolume"), "trials": res.get("trials"),
+            "planned_by_workers": sum(1 for e in events if e.get("event") == "plan" and e.get("worker")),
+            "plans": sum(1 for e in events if e.get("event") == "plan"), "measured": ms}
+
+
+def run_real(args) -> list[dict[str, Any]]:
+    from cosearch.compile.engine import default_schedules_dir
+    from cosearch.compile.target import load_target
+    from cosearch.distributed.lease import overlaps, read_holds
+
+    target = load_target(args.target)
+    start = Path(args.schedules) if args.schedules else default_schedules_dir(target)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="cosearch-dist-") as tmp:
+        runs = {}
+        for tag, workers in (("inline", None), ("ray2", 2)):
+            sched = Path(tmp) / f"sched-{tag}"
+            if start.is_dir():
+                shutil.copytree(start, sched)
+            runs[tag] = _search(Path(tmp) / tag, sched, args, workers)
+            holds = read_holds(Path(tmp) / tag / "lease") if workers else []
+            runs[tag]["lease_holds"] = len(holds)
+            runs[tag]["lease_overlaps"] = len(overlaps(holds))
+            print(f"  {tag}: {runs[tag]['wall_s']:.0f} s, evaluated {runs[tag]['evaluated']}", flush=True)
+        common = sorted(set(runs["inline"]["measured"]) & set(runs["ray2"]["measured"]))
+        ratios = [runs["ray2"]["measured"][k] / runs["inline"]["measured"][k] for k in common]
+        for tag, r in runs.items():
+            row = {k: v for k, v in r.items() if k != "measured"}
+            row["run"] = tag
+            if tag == "ray2":
+                row["wall_over_inline"] = r["wall_s"] / runs["inline"]["wall_s"]
+                row["common_measured"] = len(common)
+                if ratios:
+                    ratios.sort()
+                    row["measure_ratio_median"] = ratios[len(ratios) // 2]
+                    row["measure_ratio_min"], row["measure_ratio_max"] = ratios[0], ratios[-1]
+            rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--real", action="store_true", help="engine search inline vs --workers 2 on this machine")
+    ap.add_argument("--simulate", default=None, metavar="JOURNAL", help="a real run's journal.jsonl")
+    ap.add_argument("--max-archs", type=int, default=24)
+    ap.add_argument("--lookahead", type=int, default=4)
+    ap.add_argument("--estimator", default="naswot")
+    ap.add_argument("--target", default="host")
+    ap.add_argument("--schedules", default=None, help="starting schedule database (copied; default: the target's)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    if not args.real and not args.simulate:
+        print("error: give --real and/or --simulate JOURNAL", file=sys.stderr)
+        return 2
+    if args.simulate and not Path(args.simulate).is_file():
+        print(f"error: --simulate {args.simulate!r} is not a file (a search's journal.jsonl)", file=sys.stderr)
+        return 2
+    from cosearch.compile.target import load_target
+
+    target = load_target(args.target)
+    out: dict[str, Any] = {}
+    if args.simulate:
+        out["simulated"] = run_simulation(Path(args.simulate))
+        print_table(out["simulated"], ["workers", "lookahead", "wall_s", "speedup", "efficiency", "driver_work_s",
+                                       "driver_wait_s", "amdahl_bound"])
+    if args.real:
+        out["real"] = run_real(args)
+        print_table(out["real"], ["run", "wall_s", "evaluated", "plans", "planned_by_workers", "hypervolume",
+                                  "wall_over_inline", "common_measured", "measure_ratio_median", "lease_overlaps"])
+    path = write_results("distributed", vars(args), [], args.out, machine_key=target.machine_key(),
+                         tvm_num_threads=os.environ.get("TVM_NUM_THREADS"), **out)
+    print(f"\nwritten {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
