@@ -120,7 +120,8 @@ def _search(out: Path, sched: Path, args, workers: int | None) -> dict[str, Any]
             "plans": sum(1 for e in events if e.get("event") == "plan"), "measured": ms}
 
 
-def run_real(args) -> list[dict[str, Any]]:
+def run_real(args, keep: Path | None = None) -> list[dict[str, Any]]:
+    """The two runs (``keep``: copy the one-process run's journal there, for ``--simulate``)."""
     from cosearch.compile.engine import default_schedules_dir
     from cosearch.compile.target import load_target
     from cosearch.distributed.lease import overlaps, read_holds
@@ -139,6 +140,8 @@ def run_real(args) -> list[dict[str, Any]]:
             runs[tag]["lease_holds"] = len(holds)
             runs[tag]["lease_overlaps"] = len(overlaps(holds))
             print(f"  {tag}: {runs[tag]['wall_s']:.0f} s, evaluated {runs[tag]['evaluated']}", flush=True)
+            if tag == "inline" and keep is not None:
+                shutil.copy(Path(tmp) / tag / "journal.jsonl", keep)
         common = sorted(set(runs["inline"]["measured"]) & set(runs["ray2"]["measured"]))
         ratios = [runs["ray2"]["measured"][k] / runs["inline"]["measured"][k] for k in common]
         for tag, r in runs.items():
@@ -177,14 +180,18 @@ def main(argv: list[str] | None = None) -> int:
 
     target = load_target(args.target)
     out: dict[str, Any] = {}
-    if args.simulate:
-        out["simulated"] = run_simulation(Path(args.simulate))
-        print_table(out["simulated"], ["workers", "lookahead", "wall_s", "speedup", "efficiency", "driver_work_s",
-                                       "driver_wait_s", "amdahl_bound"])
+    journal = Path(args.simulate) if args.simulate else None
     if args.real:
-        out["real"] = run_real(args)
+        keep = Path(tempfile.mkdtemp(prefix="cosearch-dist-journal-")) / "journal.jsonl"
+        out["real"] = run_real(args, keep)
+        journal = journal or keep
+        out["simulated_from"] = "the one-process run above" if not args.simulate else args.simulate
         print_table(out["real"], ["run", "wall_s", "evaluated", "plans", "planned_by_workers", "hypervolume",
                                   "wall_over_inline", "common_measured", "measure_ratio_median", "lease_overlaps"])
+    if journal is not None:
+        out["simulated"] = run_simulation(journal)
+        print_table(out["simulated"], ["workers", "lookahead", "wall_s", "speedup", "efficiency", "driver_work_s",
+                                       "driver_wait_s", "amdahl_bound"])
     path = write_results("distributed", vars(args), [], args.out, machine_key=target.machine_key(),
                          tvm_num_threads=os.environ.get("TVM_NUM_THREADS"), **out)
     print(f"\nwritten {path}")

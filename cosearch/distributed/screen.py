@@ -40,29 +40,26 @@ class Screened:
     t1: float = 0.0
 
 
-def worker_spec(search: Any) -> dict[str, Any]:
-    """What a worker needs to rebuild the driver's evaluator: the resolved search config, the
-    schedule database, the device lease."""
+def worker_spec(search: Any, factory: Any) -> dict[str, Any]:
+    """What a worker needs to rebuild the driver's evaluator: ``factory(search config dict,
+    schedules dir)`` (a module-level function, which Ray sends by reference; the search's is
+    ``search.api.worker_evaluator``), the resolved search config, the schedule database, the
+    device lease."""
     lease = getattr(search, "lease", None)
-    return {"search": search.cfg.to_dict(), "schedules": str(search.schedules.absolute()),
+    return {"factory": factory, "search": search.cfg.to_dict(), "schedules": str(search.schedules.absolute()),
             "lease": None if lease is None else {"dir": lease.dir, "host": lease.host}}
 
 
-_EVALUATORS: dict[str, Any] = {}
+_EVALUATORS: dict[str, Any] = {}  # one evaluator per worker process and run
 
 
 def _evaluator(spec: dict[str, Any]):
     import json
 
-    from cosearch.search.api import make_evaluator, prepare
-    from cosearch.search.config import SearchConfig
-
-    key = json.dumps(spec, sort_keys=True, default=str)
+    key = json.dumps({k: v for k, v in spec.items() if k != "factory"}, sort_keys=True, default=str)
     ev = _EVALUATORS.get(key)
     if ev is None:
-        p = prepare(SearchConfig(**spec["search"]), schedules=spec["schedules"], check_out_dir=False,
-                    with_trainer=False)
-        ev = _EVALUATORS[key] = make_evaluator(p)
+        ev = _EVALUATORS[key] = spec["factory"](spec["search"], spec["schedules"])
     return ev
 
 

@@ -184,6 +184,13 @@ def make_evaluator(p: Prepared, *, run_dir: Path | None = None, schedules: Path 
     return ev
 
 
+def worker_evaluator(search: dict[str, Any], schedules: str) -> Evaluator:
+    """The driver's evaluator, rebuilt in a worker (``distributed.screen``) from the run's resolved
+    search config and schedule database (no training rung: a worker only screens)."""
+    p = prepare(SearchConfig(**search), schedules=schedules, check_out_dir=False, with_trainer=False)
+    return make_evaluator(p)
+
+
 def calibrate_objectives(p: Prepared, ev: Evaluator) -> tuple[pareto.Objectives, dict[str, Any]]:
     """The reference point, fixed before the run (identical for every strategy of a compare).
 
@@ -345,7 +352,7 @@ def _drive(p: Prepared, ev: Evaluator, out: Path, objectives, extra, *, resume: 
     with (parallel or Parallel()).open() as work, (disp or contextlib.nullcontext()):
         extra = {**extra, "workers": work.describe()}
         s = Search(cfg, out, ev, schedules_dir=p.schedules, objectives=objectives, config_extra=extra,
-                   progress=disp, pool=p.pool, resume=resume, work=work)
+                   progress=disp, pool=p.pool, resume=resume, work=work, worker_factory=worker_evaluator)
         return s.run()
 
 

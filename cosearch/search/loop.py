@@ -37,7 +37,7 @@ class Search:
     def __init__(self, cfg: SearchConfig, out: Path, evaluator: Evaluator, *, schedules_dir: Path,
                  objectives: pareto.Objectives, config_extra: dict[str, Any] | None = None,
                  progress: Any = None, pool: list[str] | None = None, resume: bool = False,
-                 policy: Policy = POLICY, work: Any = None) -> None:
+                 policy: Policy = POLICY, work: Any = None, worker_factory: Any = None) -> None:
         from cosearch.distributed.pool import InlinePool
 
         self.cfg = cfg
@@ -93,6 +93,7 @@ class Search:
 
             self.lease = evaluator.lease = DeviceLease.for_run(self.out)
         self.ahead: deque = deque()  # (rec, handle, pending screen or None) proposed ahead (cfg.lookahead)
+        self.worker_factory = worker_factory  # builds the evaluator in a worker (search.api.worker_evaluator)
         self._spec: dict[str, Any] | None = None
         offset = 0.0
         if resume:
@@ -249,12 +250,12 @@ class Search:
     def screen_ahead(self, rec: Rec, handle: Any) -> tuple[Rec, Any, Any]:
         """A proposal queued for screening (``cfg.lookahead``): with workers, its plan and
         accuracy are submitted now (``distributed.screen``) and taken in queue order."""
-        if not self.work.workers:
+        if not self.work.workers or self.worker_factory is None:
             return rec, handle, None
         from cosearch.distributed.screen import screen, worker_spec
 
         if self._spec is None:
-            self._spec = worker_spec(self)
+            self._spec = worker_spec(self, self.worker_factory)
         return rec, handle, self.work.submit(screen, self._spec, rec.arch)
 
     def screened(self, pending: Any) -> Any:
