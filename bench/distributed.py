@@ -10,6 +10,12 @@ wall time of each, what the workers did, and, for architectures measured by both
 their measured latencies (the lease must keep co-running work from corrupting measurements).
 Times things: run it alone.
 
+``--interference``: the measurement itself, with nothing else changed: the same compiled NB201
+networks (a fixed database) timed by the driver alone, while two Ray workers keep screening
+architectures under the lease (the driver's measurement holds it exclusive), and while they
+screen without it; conditions interleaved round by round. The lease is what keeps the second
+column equal to the first. Times things: run it alone.
+
 ``--simulate JOURNAL``: replays a run's journal with W workers (1, 2, 4, ..., 32): each
 architecture's screening (its ``plan`` + ``accuracy`` seconds) runs on the first free worker as
 soon as it is proposed (``lookahead`` 2W ahead), while the driver does the rest of the journal's
@@ -22,6 +28,7 @@ Writes ``bench/results/distributed.json`` (resolved config, CPU, machine key) an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
 import json
 import os
@@ -158,10 +165,91 @@ def run_real(args, keep: Path | None = None) -> list[dict[str, Any]]:
     return rows
 
 
+def run_interference(args) -> list[dict[str, Any]]:
+    """Median measured ms of each network per condition (see the module doc)."""
+    import threading
+
+    import numpy as np
+
+    from cosearch.compile import engine
+    from cosearch.compile.deploy.measure import SEARCH_MEASURE, measure
+    from cosearch.compile.target import load_target
+    from cosearch.distributed.lease import DeviceLease
+    from cosearch.distributed.pool import RayPool
+    from cosearch.distributed.screen import screen
+    from cosearch.search.api import worker_evaluator
+    from cosearch.search.config import SearchConfig
+    from cosearch.space import create_space
+
+    target = load_target(args.target)
+    db = Path(args.schedules) if args.schedules else engine.default_schedules_dir(target)
+    space = create_space("nb201")
+    rng = np.random.default_rng(args.seed)
+    nets = []
+    for _ in range(args.nets):
+        arch = space.sample(rng)
+        p = engine.plan(engine.import_arch(space, arch, seed=args.seed), target)
+        nets.append((arch, p, engine.compile_plan(p, db)))
+    feed = [space.sample(rng) for _ in range(64)]
+    cfg = SearchConfig(space="nb201", estimator=args.estimator, target=args.target, max_archs=1).to_dict()
+    tmp = Path(tempfile.mkdtemp(prefix="cosearch-interf-"))
+    lease = DeviceLease.for_run(tmp)
+    base = {"factory": worker_evaluator, "search": cfg, "schedules": str(tmp / "worker-db")}
+    specs = {"workers, lease": {**base, "lease": {"dir": lease.dir, "host": lease.host}},
+             "workers, no lease": {**base, "lease": None}}
+    pool = RayPool(workers=2)
+    samples: dict[tuple[int, str], list[float]] = {}
+    screened = {c: 0 for c in specs}
+    try:
+        for c, spec in specs.items():  # warm the workers (imports, evaluator) outside the timing
+            [pd.result() for pd in [pool.submit(screen, spec, feed[i]) for i in range(2)]]
+        for r in range(args.rounds):
+            order = ["alone", *specs][r % 3:] + ["alone", *specs][:r % 3]
+            for cond in order:
+                stop = threading.Event()
+
+                def feeder(spec=specs.get(cond), cond=cond) -> None:
+                    i = 0
+                    while not stop.is_set():
+                        pend = [pool.submit(screen, spec, feed[(i + k) % len(feed)]) for k in range(2)]
+                        for pd in pend:
+                            pd.result()
+                        screened[cond] += 2
+                        i += 2
+
+                th = threading.Thread(target=feeder, daemon=True) if cond != "alone" else None
+                if th is not None:
+                    th.start()
+                    time.sleep(1.0)  # the workers are busy before the first measurement
+                for k, (_arch, p, exe) in enumerate(nets):
+                    ctx = lease.measuring("measure") if cond == "workers, lease" else contextlib.nullcontext()
+                    with ctx:
+                        res = measure(exe, target, p.imported.inputs, config=SEARCH_MEASURE)
+                    samples.setdefault((k, cond), []).append(res.latency.median_ms)
+                stop.set()
+                if th is not None:
+                    th.join()
+    finally:
+        pool.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    rows = []
+    for k, (arch, _p, _exe) in enumerate(nets):
+        med = {c: float(np.median(samples[(k, c)])) for c in ("alone", *specs)}
+        rows.append({"arch": arch, "alone_ms": med["alone"], "lease_ms": med["workers, lease"],
+                     "no_lease_ms": med["workers, no lease"], "lease_over_alone": med["workers, lease"] / med["alone"],
+                     "no_lease_over_alone": med["workers, no lease"] / med["alone"], "rounds": args.rounds})
+    rows.append({"arch": "(screened by the workers meanwhile)", **{f"screened[{c}]": n for c, n in screened.items()}})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--real", action="store_true", help="engine search inline vs --workers 2 on this machine")
     ap.add_argument("--simulate", default=None, metavar="JOURNAL", help="a real run's journal.jsonl")
+    ap.add_argument("--interference", action="store_true",
+                    help="driver measurements alone vs beside two screening workers, with and without the lease")
+    ap.add_argument("--nets", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--max-archs", type=int, default=24)
     ap.add_argument("--lookahead", type=int, default=4)
     ap.add_argument("--estimator", default="naswot")
@@ -170,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    if not args.real and not args.simulate:
-        print("error: give --real and/or --simulate JOURNAL", file=sys.stderr)
+    if not args.real and not args.simulate and not args.interference:
+        print("error: give --real, --interference and/or --simulate JOURNAL", file=sys.stderr)
         return 2
     if args.simulate and not Path(args.simulate).is_file():
         print(f"error: --simulate {args.simulate!r} is not a file (a search's journal.jsonl)", file=sys.stderr)
@@ -188,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         out["simulated_from"] = "the one-process run above" if not args.simulate else args.simulate
         print_table(out["real"], ["run", "wall_s", "evaluated", "plans", "planned_by_workers", "hypervolume",
                                   "wall_over_inline", "common_measured", "measure_ratio_median", "lease_overlaps"])
+    if args.interference:
+        out["interference"] = run_interference(args)
+        print_table(out["interference"], ["arch", "alone_ms", "lease_ms", "no_lease_ms", "lease_over_alone",
+                                          "no_lease_over_alone"])
     if journal is not None:
         out["simulated"] = run_simulation(journal)
         print_table(out["simulated"], ["workers", "lookahead", "wall_s", "speedup", "efficiency", "driver_work_s",

@@ -22,9 +22,10 @@ Ray's traps, and what is done about them:
 from __future__ import annotations
 
 import abc
+import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from cosearch.errors import CosearchError
 from cosearch.registry import Registry
@@ -176,5 +177,16 @@ class Parallel:
         return make_pool(self.workers, self.address)
 
 
+@contextlib.contextmanager
+def opened(parallel: "Parallel | WorkPool | None") -> Iterator[WorkPool]:
+    """The pool of ``parallel``: opened for the block (and closed after it), or, given an open
+    pool, that pool (left open: its opener closes it); ``None``: inline."""
+    if isinstance(parallel, WorkPool):
+        yield parallel
+        return
+    with (parallel or Parallel()).open() as work:
+        yield work
+
+
 __all__ = ["INSTALL_HINT", "MAX_RETRIES", "POOLS", "InlinePool", "Parallel", "Pending", "RayPool", "WorkPool",
-           "make_pool", "require_ray"]
+           "make_pool", "opened", "require_ray"]

@@ -20,7 +20,7 @@ from cosearch.errors import CosearchError, first_line
 from cosearch.search import pareto
 from cosearch.search.evaluator import Evaluator
 from cosearch.search.config import SearchConfig
-from cosearch.distributed.pool import Parallel
+from cosearch.distributed.pool import Parallel, WorkPool, opened
 from cosearch.search.loop import Search
 from cosearch.search.predictors import TaskLatencyPredictor
 
@@ -250,17 +250,20 @@ def calibrate_objectives(p: Prepared, ev: Evaluator) -> tuple[pareto.Objectives,
 
 def run_search(cfg: SearchConfig, out: Path, *, schedules: str | None = None, objectives: pareto.Objectives | None = None,
                calibration: dict | None = None, progress: bool = True, command: list[str] | None = None,
-               prepared: Prepared | None = None, parallel: Parallel | None = None) -> dict[str, Any]:
+               prepared: Prepared | None = None, parallel: Parallel | WorkPool | None = None) -> dict[str, Any]:
+    """A search from the start. ``parallel``: where screening runs (``distributed.pool``), opened
+    before anything is written (a Ray cluster that cannot be reached is one error, no folder)."""
     p = prepared or prepare(cfg, schedules=schedules, out=out)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    ev = make_evaluator(p, run_dir=out)
-    if objectives is None:
-        objectives, calibration = calibrate_objectives(p, ev)
-        ev.restart_clock()  # the calibration is outside the run's clock
-    extra = {"argv": command or [], "calibration": calibration or {},
-             "target": p.target.to_dict() if p.target is not None else None}
-    result = _drive(p, ev, out, objectives, extra, resume=False, progress=progress, parallel=parallel)
+    with opened(parallel) as work:
+        out.mkdir(parents=True, exist_ok=True)
+        ev = make_evaluator(p, run_dir=out)
+        if objectives is None:
+            objectives, calibration = calibrate_objectives(p, ev)
+            ev.restart_clock()  # the calibration is outside the run's clock
+        extra = {"argv": command or [], "calibration": calibration or {},
+                 "target": p.target.to_dict() if p.target is not None else None}
+        result = _drive(p, ev, out, objectives, extra, resume=False, progress=progress, work=work)
     return train_front(out, cfg, result, progress=progress)
 
 
@@ -340,7 +343,7 @@ def train_front(out: Path, cfg: SearchConfig, result: dict[str, Any], *, progres
 
 
 def _drive(p: Prepared, ev: Evaluator, out: Path, objectives, extra, *, resume: bool, progress: bool,
-           parallel: Parallel | None = None):
+           work: WorkPool):
     import contextlib
 
     from cosearch.progress import ProgressDisplay
@@ -349,7 +352,7 @@ def _drive(p: Prepared, ev: Evaluator, out: Path, objectives, extra, *, resume: 
     total = cfg.budget_s if cfg.budget_s is not None else cfg.max_archs
     unit = "s" if cfg.budget_s is not None else "archs"
     disp = ProgressDisplay(f"search {cfg.strategy}", total=float(total), unit=unit) if progress else None
-    with (parallel or Parallel()).open() as work, (disp or contextlib.nullcontext()):
+    with disp or contextlib.nullcontext():
         extra = {**extra, "workers": work.describe()}
         s = Search(cfg, out, ev, schedules_dir=p.schedules, objectives=objectives, config_extra=extra,
                    progress=disp, pool=p.pool, resume=resume, work=work, worker_factory=worker_evaluator)
@@ -357,7 +360,7 @@ def _drive(p: Prepared, ev: Evaluator, out: Path, objectives, extra, *, resume: 
 
 
 def resume_search(out: Path, *, cfg: SearchConfig | None = None, progress: bool = True,
-                  parallel: Parallel | None = None) -> dict[str, Any]:
+                  parallel: Parallel | WorkPool | None = None) -> dict[str, Any]:
     out = Path(out)
     if not out.is_dir() or not is_search_dir(out):
         raise CosearchError(f"--resume {str(out)!r} is not a search folder (no config.json of a search)")
@@ -385,9 +388,10 @@ def resume_search(out: Path, *, cfg: SearchConfig | None = None, progress: bool 
         result = json.loads((out / "result.json").read_text())
         return train_front(out, stored, result, progress=progress) | {"already_complete": True}
     p = prepare(stored, schedules=conf.get("schedules"), out=out, check_out_dir=False)
-    ev = make_evaluator(p, run_dir=out)
-    obj = pareto.Objectives.from_dict(conf["objectives"])
-    result = _drive(p, ev, out, obj, {}, resume=True, progress=progress, parallel=parallel)
+    with opened(parallel) as work:
+        ev = make_evaluator(p, run_dir=out)
+        obj = pareto.Objectives.from_dict(conf["objectives"])
+        result = _drive(p, ev, out, obj, {}, resume=True, progress=progress, work=work)
     return train_front(out, stored, result, progress=progress)
 
 

@@ -55,8 +55,16 @@ def run_compare(base: SearchConfig, strategies: list[str], out: Path, *, schedul
                 progress: bool = True, parallel: Any = None) -> dict[str, Any]:
     """Each strategy from the same starting database and reference point, one after the other
     (``parallel``: where each run's screening goes, ``distributed.pool.Parallel``)."""
+    from cosearch.distributed.pool import opened
+
     out = Path(out)
     api.check_out(out)
+    with opened(parallel) as work:  # once for every strategy, before anything is written
+        return _compare(base, strategies, out, schedules, progress, work)
+
+
+def _compare(base: SearchConfig, strategies: list[str], out: Path, schedules: str | None, progress: bool,
+             parallel: Any) -> dict[str, Any]:
     p = api.prepare(dataclasses.replace(base, strategy=strategies[0]), schedules=schedules, out=None,
                     check_out_dir=False) if base.evaluator == "engine" else \
         api.prepare(dataclasses.replace(base, strategy=strategies[0]), schedules=schedules or str(out / "start-schedules"),
