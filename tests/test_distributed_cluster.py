@@ -29,7 +29,8 @@ def ray_head(tmp_path):
     log = open(tmp_path / "head.log", "w")
     head = subprocess.Popen([str(exe), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
                              "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, "RAY_AUTH_MODE": "token"})
     address = f"127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -39,20 +40,27 @@ def ray_head(tmp_path):
             time.sleep(0.5)
         yield address
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
+        head.send_signal(signal.SIGTERM)  # the head stops the processes it started
         try:
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait(timeout=30)
+            pass
+        try:
+            os.killpg(head.pid, signal.SIGKILL)  # and whatever of its group is left
+        except ProcessLookupError:
+            pass
+        head.wait(timeout=30)
         log.close()
 
 
 def test_search_joins_a_cluster_started_with_ray_start(ray_head, tmp_path):
+    """The head uses Ray's token authentication: the search is told so (RAY_AUTH_MODE=token),
+    as a user is (docs/distributed.md); the token is the one ``ray start`` wrote."""
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "cosearch", "search", "--evaluator", "fake", "--estimator", "synthetic",
            "--max-archs", "8", "--lookahead", "4", "--ray-address", ray_head, "--out", str(out), "--no-progress"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     plans = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()
              if json.loads(line)["event"] == "plan"]
@@ -61,7 +69,7 @@ def test_search_joins_a_cluster_started_with_ray_start(ray_head, tmp_path):
     assert conf["workers"] == {"kind": "ray", "workers": 2, "address": ray_head}
     # joined, not owned: the cluster is still up for the next search
     r2 = subprocess.run(cmd[:-3] + ["--out", str(tmp_path / "run2"), "--no-progress"], capture_output=True,
-                        text=True, timeout=600)
+                        text=True, timeout=600, env=env)
     assert r2.returncode == 0, r2.stderr[-3000:]
 
 

@@ -114,22 +114,30 @@ class RayPool(WorkPool):
         self.address = address
         self._own = not ray.is_initialized()
         env = {"TVM_NUM_THREADS": "1", "COSEARCH_WORKER": "1"}
+        if self._own and address and address != "auto":
+            _probe(address)
         if self._own:
             import logging
 
             kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                   "logging_level": logging.ERROR, "runtime_env": {"env_vars": env}}
-            if address is None:
+            if address is None:  # a new instance, even where another one (or a stale record of one) exists
+                kw["address"] = "local"
                 kw["num_cpus"] = int(workers or os.cpu_count() or 1)
             else:
                 kw["address"] = address
             try:
                 ray.init(**kw)
-            except (ConnectionError, RuntimeError, ValueError) as e:
+            except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as e:
                 where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
+                auth = ""
+                if address and address != "auto" and os.environ.get("RAY_AUTH_MODE") is None:
+                    # Ray never sends the local token to an explicitly given address on its own
+                    auth = ("; a cluster with token authentication (Ray's default for 'ray start') needs "
+                            "RAY_AUTH_MODE=token and its token (~/.ray/auth_token or RAY_AUTH_TOKEN)")
                 raise CosearchError(f"cannot start or join {where}: {str(e).splitlines()[0] if str(e) else e}; "
                                     f"accepted: --ray-address HOST:PORT of a running head (ray start --head), "
-                                    f"or 'auto'") from e
+                                    f"or 'auto'{auth}") from e
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = min(int(workers), cpus) if workers else cpus
         self._remote: dict[Any, Any] = {}
@@ -151,6 +159,32 @@ class RayPool(WorkPool):
 
             ray.shutdown()
             self._own = False
+
+
+#: seconds a ``--ray-address`` gets to accept a connection (Ray itself retries for minutes)
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _probe(address: str) -> None:
+    """Fail in bounded time when nothing listens at ``address`` (``[ray://]HOST:PORT``)."""
+    import socket
+    import time
+
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise CosearchError(f"--ray-address must be HOST:PORT (or ray://HOST:PORT, or auto), got {address!r}")
+    deadline = time.monotonic() + CONNECT_TIMEOUT_S
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=2.0):
+                return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise CosearchError(f"--ray-address {address!r}: no Ray cluster answers after {CONNECT_TIMEOUT_S:g} s "
+                                    f"({e.strerror or e}); start one with 'ray start --head' and give the address "
+                                    f"it prints") from None
+            time.sleep(0.5)
 
 
 POOLS: Registry[type[WorkPool]] = Registry("work pool")
