@@ -171,3 +171,33 @@ def test_remote_failure_is_data(local_rpc, tmp_path):
     r = measure_rpc(None, [("x", (1, 3, 16, 16), "float32")], s, library_path=junk)
     assert not r.ok and r.latency is None and r.error and "\n" not in r.error
     assert r.where.startswith("rpc:127.0.0.1:")
+
+
+@pytest.mark.tvm
+def test_two_boards_one_session_each_and_tuning_measures_on_both(tiny_onnx, tmp_path):
+    """A loopback tracker with two servers (boards): the tracker leases each session a free
+    board and never a busy one (two sessions at once, a third waits); the tuning runner runs as
+    many measurements at once as there are boards, and a tuning call through them writes records."""
+    import dataclasses
+
+    from cosearch.compile.deploy.rpc import boards
+    from cosearch.compile.frontend import from_onnx
+    from cosearch.compile.pipeline import tune_and_compile
+    from cosearch.compile.target import load_target
+    from cosearch.compile.tuning.config import TuneConfig
+    from cosearch.compile.tuning.runner import make_runner
+
+    with LocalRPC(key="cosearch-two", port=0, servers=2, session_timeout_s=60) as s:
+        assert boards(s) == 2
+        a, b = request_session(s), request_session(s)
+        assert a.cpu().exist and b.cpu().exist
+        with pytest.raises(CosearchError, match="no free RPC device"):
+            request_session(s, wait_s=2)
+        del a, b
+        target = dataclasses.replace(load_target("rpc-loopback"), rpc=s)
+        runner = make_runner(target, TuneConfig())
+        assert runner.pool._threadpool._max_workers == 2  # noqa: SLF001 - MetaSchedule exposes no count
+        del runner
+        result = tune_and_compile(from_onnx(tiny_onnx), target, database_dir=tmp_path / "db",
+                                  config=TuneConfig(trials=8, trials_per_iter=8, seed=0, patience=None))
+    assert result.trials_run >= 4 and any(t.source == "tuned" for t in result.tasks)

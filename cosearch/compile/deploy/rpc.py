@@ -80,6 +80,18 @@ def registered_keys(tracker) -> list[str]:
     return sorted({item["key"].split(":", 1)[-1] for item in info if item.get("key", "").startswith("server:")})
 
 
+def boards(settings: "RPCSettings") -> int:
+    """How many servers (boards) are registered under ``settings.key`` at the tracker: what one
+    tuning call can measure on at once (the tracker hands each session a free board, never a
+    busy one). 0 when none is."""
+    tracker = connect(settings)
+    try:
+        info = tracker.summary().get("server_info", [])
+    finally:
+        tracker.close()
+    return sum(1 for item in info if item.get("key", "") == f"server:{settings.key}")
+
+
 def check_key(settings: "RPCSettings") -> None:
     """Bounded check that the tracker is reachable and knows ``settings.key``."""
     tracker = connect(settings)
@@ -151,11 +163,15 @@ class LocalRPC:
 
     def __init__(self, *, key: str = "cosearch-loopback", port: int = 0, host: str = "127.0.0.1",
                  session_timeout_s: float = 60.0, connect_timeout_s: float = 10.0,
-                 start_timeout_s: float = 120.0) -> None:
+                 start_timeout_s: float = 120.0, servers: int = 1) -> None:
         if not key or any(c.isspace() for c in key) or ":" in key:
             raise CosearchError(f"RPC key must be non-empty without spaces or ':', got {key!r}")
         if not isinstance(port, int) or not 0 <= port < 65536:
             raise CosearchError(f"port must be 0 (pick a free one) or 1..65535, got {port!r}")
+        if isinstance(servers, bool) or not isinstance(servers, int) or servers < 1:
+            raise CosearchError(f"servers must be a positive integer, got {servers!r}")
+        self.servers = servers
+        self._more: list = []  # servers beyond the first
         self.key, self.port, self.host = key, port, host
         self.session_timeout_s, self.connect_timeout_s = session_timeout_s, connect_timeout_s
         self.start_timeout_s = start_timeout_s
@@ -190,33 +206,35 @@ class LocalRPC:
         except Exception as e:  # noqa: BLE001 - PopenWorker re-raises the child's error
             raise CosearchError(f"cannot start an RPC tracker on {self.host}:{base}: {e}") from None
         tport = self._tracker.port
-        sbase = free_port(self.host)
-        try:
-            self._server = Server(self.host, port=sbase, port_end=min(sbase + 64, 65536),
-                                  tracker_addr=(self.host, tport), key=self.key, silent=True)
-        except Exception as e:  # noqa: BLE001
-            raise CosearchError(f"cannot start an RPC server on {self.host}: {e}") from None
+        started = []
+        for _ in range(self.servers):  # one process per board, each registered under the key
+            sbase = free_port(self.host)
+            try:
+                started.append(Server(self.host, port=sbase, port_end=min(sbase + 64, 65536),
+                                      tracker_addr=(self.host, tport), key=self.key, silent=True))
+            except Exception as e:  # noqa: BLE001
+                self._more = started
+                raise CosearchError(f"cannot start an RPC server on {self.host}: {e}") from None
+        self._server, self._more = started[0], started[1:]
         settings = RPCSettings(tracker_host=self.host, tracker_port=tport, key=self.key,
                                session_timeout_s=self.session_timeout_s, connect_timeout_s=self.connect_timeout_s)
-        tracker = connect(settings)
-        try:
-            while self.key not in registered_keys(tracker):
-                if time.monotonic() - t0 > self.start_timeout_s:
-                    raise CosearchError(
-                        f"RPC server with key {self.key!r} did not register at {self.host}:{tport} "
-                        f"within {self.start_timeout_s:g} s"
-                    )
-                time.sleep(0.1)
-        finally:
-            tracker.close()
+        while boards(settings) < self.servers:
+            if time.monotonic() - t0 > self.start_timeout_s:
+                raise CosearchError(
+                    f"RPC server with key {self.key!r} did not register at {self.host}:{tport} "
+                    f"within {self.start_timeout_s:g} s"
+                )
+            time.sleep(0.1)
         self.settings = settings
         self.startup_seconds = time.monotonic() - t0
         return settings
 
     def stop(self) -> None:
         """Kill the server (and any session process it forked), then the tracker. Idempotent."""
-        server, self._server = self._server, None
-        if server is not None:
+        servers, self._server, self._more = [self._server, *self._more], None, []
+        for server in servers:
+            if server is None:
+                continue
             _kill_children(server)
             try:
                 server.terminate()
@@ -258,4 +276,5 @@ def _kill_children(popen_owner) -> None:
             pass
 
 
-__all__ = ["LocalRPC", "check_key", "connect", "free_port", "probe_tracker", "registered_keys", "request_session"]
+__all__ = ["LocalRPC", "boards", "check_key", "connect", "free_port", "probe_tracker", "registered_keys",
+           "request_session"]

@@ -39,7 +39,13 @@ def make_runner(target: "TargetSpec", config: "TuneConfig"):
             tracker_key=target.rpc.key,
             session_timeout_sec=int(math.ceil(target.rpc.session_timeout_s)),
         )
-        return ms.runner.RPCRunner(rpc_config=rpc, evaluator_config=evaluator, max_workers=1)
+        # one candidate per board at a time, every board at once: the tracker leases each session a
+        # free board (a busy one is never handed out twice)
+        from cosearch.compile.deploy.rpc import boards
+
+        runner = ms.runner.RPCRunner(rpc_config=rpc, evaluator_config=evaluator,
+                                     max_workers=max(1, boards(target.rpc)))
+        return runner
     return ms.runner.LocalRunner(
         timeout_sec=config.runner_timeout_s,
         evaluator_config=evaluator,
