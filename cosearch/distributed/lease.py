@@ -56,27 +56,28 @@ class DeviceLease:
         """Does this process run on the leased machine (and see its lock file)?"""
         return (not self.host or self.host == socket.gethostname()) and Path(self.dir).is_dir()
 
-    @contextlib.contextmanager
-    def work(self, what: str = "work") -> Iterator[None]:
+    def work(self, what: str = "work"):
         """Hold the lease shared (work that may run beside other work, never beside a measurement)."""
-        if not self.here:
-            yield
-            return
-        d = Path(self.dir)
-        with jsonl.locked(d / "turnstile.lock", exclusive=True):
-            pass
-        with self._hold("shared", what, d):
-            yield
+        return self._lease("shared", what)
+
+    def measuring(self, what: str = "measure"):
+        """Hold the lease exclusive (a measurement: nothing else of the search runs on the cores)."""
+        return self._lease("exclusive", what)
 
     @contextlib.contextmanager
-    def measuring(self, what: str = "measure") -> Iterator[None]:
-        """Hold the lease exclusive (a measurement: nothing else of the search runs on the cores)."""
+    def _lease(self, mode: str, what: str) -> Iterator[None]:
         if not self.here:
             yield
             return
         d = Path(self.dir)
-        with jsonl.locked(d / "turnstile.lock", exclusive=True):
-            with self._hold("exclusive", what, d):
+        turnstile = jsonl.locked(d / "turnstile.lock", exclusive=True)
+        if mode == "shared":  # pass the turnstile (a waiting measurement holds it), then hold shared
+            with turnstile:
+                pass
+            with self._hold(mode, what, d):
+                yield
+        else:  # hold the turnstile while waiting, so no new work starts meanwhile
+            with turnstile, self._hold(mode, what, d):
                 yield
 
     @contextlib.contextmanager
