@@ -86,6 +86,7 @@ def test_new_tasks_start_tuning_from_the_transferred_schedule(host_tuned, tmp_pa
         db_dir = tmp_path / f"db-{transfer}"
         shutil.copytree(host_tuned["db"], db_dir)
         before = dbmod.open_database(db_dir)
+        lines_before = len((db_dir / dbmod.RECORD_FILE).read_text().splitlines())
         new = [t for t in plan.tasks if t.tunable and not before.has_workload(t.mod)]
         convs = [t for t in new if "conv2d" in t.name]
         assert convs, [t.name for t in plan.tasks]
@@ -94,6 +95,8 @@ def test_new_tasks_start_tuning_from_the_transferred_schedule(host_tuned, tmp_pa
                                                   transfer=transfer),
                                 budgets={t.workload: per_task for t in new})
         runs[transfer] = (db_dir, new, convs, out)
+        # every record appended (the seeded ones too) is counted
+        assert len((db_dir / dbmod.RECORD_FILE).read_text().splitlines()) == lines_before + out.records_written
 
     db_dir, new, convs, out = runs[True]
     seeded = [e for e in hist.read(db_dir) if e["event"] == "batch" and e.get("source") == "transfer"]

@@ -124,7 +124,8 @@ def test_model_sharing_a_conv_tunes_only_new_tasks(tuned_a, host, tmp_path):
     db = tmp_path / "host"
     shutil.copytree(db_a, db)
     imported, ref = _imported(NetB, seed=3)  # other weights: workloads do not depend on them
-    cfg = TuneConfig(trials=12, trials_per_task=4, trials_per_iter=4, seed=1, keep_records=2)  # one batch per new task
+    # one batch per new task; cold start (transfer=False): the keep/cap logic alone (seeding has its own test)
+    cfg = TuneConfig(trials=12, trials_per_task=4, trials_per_iter=4, seed=1, keep_records=2, transfer=False)
     lines_before = len((db / RECORD_FILE).read_text().splitlines())
     res = tune_and_compile(imported, host, database_dir=db, config=cfg)
     assert 3 <= res.records_written <= 6  # at most the 2 best records of each of 3 new tasks

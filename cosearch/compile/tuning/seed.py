@@ -41,6 +41,7 @@ class Seeds:
     records: dict[str, Any] = field(default_factory=dict)  # workload -> TuningRecord
     us: dict[str, float] = field(default_factory=dict)
     tried: int = 0  # new tasks looked at
+    written: int = 0  # records appended to the shared database
     failed: int = 0  # transferred but failed to build or run
     not_transferred: dict[str, str] = field(default_factory=dict)  # workload -> why (no donor fits)
     seconds: float = 0.0
@@ -90,7 +91,7 @@ def seed_new_tasks(tasks: Sequence["PlannedTask"], database, target: "TargetSpec
                                      batch_best_us=hist.num(us), best_us=hist.num(us), prior_trials=0,
                                      source="transfer"))
         if seeds.records:
-            dbmod.merge_records(database_dir, list(seeds.records.values()))
+            seeds.written = dbmod.merge_records(database_dir, list(seeds.records.values()))
         hist.append(database_dir, events)
     seeds.seconds = time.perf_counter() - t0
     return seeds

@@ -285,6 +285,7 @@ def _seed(call: _Call, target: "TargetSpec") -> None:
     call.outcome.transfer = {"new_tasks": len(new), "seeded": len(seeds.records), "failed": seeds.failed,
                              "no_donor": len(seeds.not_transferred), "seconds": round(seeds.seconds, 3)}
     call.outcome.trials_run = len(seeds.records)  # _collect adds the call's batches
+    call.outcome.records_written = seeds.written
     runs = []
     for r in call.runs:
         us = seeds.us.get(r.workload)
@@ -452,6 +453,10 @@ def _run(call: _Call, target: "TargetSpec", progress: Callable[[dict], None] | N
     scratch = tempfile.mkdtemp(prefix="cosearch-tune-")
     persist = _Persist(call.database_dir, [r.task for r in call.runs], config.keep_records, call.outcome.run,
                        [r.prior for r in call.runs], progress, sum(budgets))
+    if call.seeds is not None:  # a seeded record takes one of the task's `keep_records` places in this call
+        for i, r in enumerate(call.runs):
+            if r.workload in call.seeds.us:
+                persist.kept[i].append(call.seeds.us[r.workload] * 1e-6)
     stats = TaskStats([r.features for r in call.runs], call.rule, priors=[r.prior for r in call.runs],
                       on_batch=persist.on_batch)
     try:
@@ -504,6 +509,6 @@ def _collect(call: _Call, target: "TargetSpec", stats: TaskStats, persist: _Pers
         seeded = 1 if call.seeds is not None and t.workload in call.seeds.records else 0
         outcome.tasks[t.workload] = TaskOutcome(t.name, p.trials + seeded, p.errors, best, stats.stopped[i])
     outcome.trials_run = persist.trials_run + (len(call.seeds.records) if call.seeds is not None else 0)
-    outcome.records_written = persist.records_written
+    outcome.records_written = persist.records_written + (call.seeds.written if call.seeds is not None else 0)
     outcome.persist_seconds = persist.seconds
     outcome.batch = call.batch
