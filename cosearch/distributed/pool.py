@@ -195,8 +195,8 @@ POOLS.register("ray", "cosearch.distributed.pool:RayPool")
 def make_pool(workers: int | None = None, address: str | None = None) -> WorkPool:
     """``inline`` without ``workers`` or ``address``; Ray otherwise."""
     if workers is None and not address:
-        return InlinePool()
-    return RayPool(workers, address)
+        return POOLS.create("inline")
+    return POOLS.create("ray", workers=workers, address=address)
 
 
 @dataclass(frozen=True)

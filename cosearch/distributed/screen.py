@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,10 +33,8 @@ class Screened:
     accuracy_error: str | None = None
     accuracy_sim: float = 0.0
     fatal: str | None = None  # a configuration error: the driver raises it
-    pid: int = 0
+    pid: int = 0  # the process that screened it (the journal's ``plan`` event names it)
     host: str = ""
-    t0: float = 0.0
-    t1: float = 0.0
 
 
 def worker_spec(search: Any, factory: Any) -> dict[str, Any]:
@@ -67,7 +64,7 @@ def screen(spec: dict[str, Any], arch: str) -> Screened:
     """Plan and score ``arch`` (in a worker, or inline)."""
     from cosearch.distributed.lease import DeviceLease
 
-    out = Screened(arch, pid=os.getpid(), host=socket.gethostname(), t0=time.time())
+    out = Screened(arch, pid=os.getpid(), host=socket.gethostname())
     lease = DeviceLease(**spec["lease"]) if spec.get("lease") else None
     try:
         ev = _evaluator(spec)
@@ -94,7 +91,6 @@ def screen(spec: dict[str, Any], arch: str) -> Screened:
             except Exception as e:  # noqa: BLE001
                 out.accuracy_error = first_line(e)
             out.accuracy_sim = ev.sim - sim0
-    out.t1 = time.time()
     return out
 
 

@@ -43,9 +43,7 @@ def make_runner(target: "TargetSpec", config: "TuneConfig"):
         # free board (a busy one is never handed out twice)
         from cosearch.compile.deploy.rpc import boards
 
-        runner = ms.runner.RPCRunner(rpc_config=rpc, evaluator_config=evaluator,
-                                     max_workers=max(1, boards(target.rpc)))
-        return runner
+        return ms.runner.RPCRunner(rpc_config=rpc, evaluator_config=evaluator, max_workers=max(1, boards(target.rpc)))
     return ms.runner.LocalRunner(
         timeout_sec=config.runner_timeout_s,
         evaluator_config=evaluator,

@@ -40,7 +40,6 @@ class Seeds:
 
     records: dict[str, Any] = field(default_factory=dict)  # workload -> TuningRecord
     us: dict[str, float] = field(default_factory=dict)
-    tried: int = 0  # new tasks looked at
     written: int = 0  # records appended to the shared database
     failed: int = 0  # transferred but failed to build or run
     not_transferred: dict[str, str] = field(default_factory=dict)  # workload -> why (no donor fits)
@@ -60,7 +59,7 @@ def seed_new_tasks(tasks: Sequence["PlannedTask"], database, target: "TargetSpec
     from cosearch.errors import first_line
 
     t0 = time.perf_counter()
-    seeds = Seeds(tried=len(tasks))
+    seeds = Seeds()
     tgt = target.tvm_target()
     if tgt.kind.name != "llvm" or not tasks:
         return seeds

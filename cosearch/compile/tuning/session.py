@@ -508,7 +508,7 @@ def _collect(call: _Call, target: "TargetSpec", stats: TaskStats, persist: _Pers
         best = dbmod.best_us(db, t.mod) if has else (p.best_us if math.isfinite(p.best_us) else None)
         seeded = 1 if call.seeds is not None and t.workload in call.seeds.records else 0
         outcome.tasks[t.workload] = TaskOutcome(t.name, p.trials + seeded, p.errors, best, stats.stopped[i])
-    outcome.trials_run = persist.trials_run + (len(call.seeds.records) if call.seeds is not None else 0)
-    outcome.records_written = persist.records_written + (call.seeds.written if call.seeds is not None else 0)
+    outcome.trials_run += persist.trials_run  # after the seeded trials (_seed)
+    outcome.records_written += persist.records_written
     outcome.persist_seconds = persist.seconds
     outcome.batch = call.batch
