@@ -33,6 +33,19 @@ MODELS = {
 }
 
 
+def _front_networks() -> dict[str, tuple[str, str, dict]]:
+    """``bench/front_nb201.json``: NB201 networks on the front of a real joint search (provenance
+    in the file), as MODELS entries."""
+    data = json.loads((Path(__file__).resolve().parent / "front_nb201.json").read_text())
+    return {name: (data["space"], v["arch"], dict(data["settings"])) for name, v in data["networks"].items()}
+
+
+#: three NB201 front networks of a real search (low, middle and high latency)
+FRONT = _front_networks()
+#: every network built from a search space: name -> (space, arch, space settings)
+SPACE_NETS = {**MODELS, **FRONT}
+
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor()
     try:
@@ -172,7 +185,8 @@ def onnx_flops(model) -> float:
 
 def load_net(name: str, *, seed: int = 0):
     """A bench network by name -> (onnx.ModelProto, input array, description). ``name`` is a
-    key of MODELS (built in torch, exported to ONNX) or of LIGHT_MODELS (model-zoo graph)."""
+    key of SPACE_NETS (MODELS and FRONT: built in torch, exported to ONNX) or of LIGHT_MODELS
+    (model-zoo graph)."""
     from cosearch.compile.frontend import torch_to_onnx
 
     if name in LIGHT_MODELS:
@@ -181,13 +195,13 @@ def load_net(name: str, *, seed: int = 0):
         shape = tuple(int(d.dim_value) for d in dims)
         x = np.random.default_rng(seed + 1).standard_normal(shape).astype(np.float32)
         return model, x, {"kind": "onnx-zoo", "path": str(light_path(name)), "seed": seed}
-    if name not in MODELS:
-        raise KeyError(f"unknown bench network {name!r}; known: {', '.join(list(MODELS) + list(LIGHT_MODELS))}")
+    if name not in SPACE_NETS:
+        raise KeyError(f"unknown bench network {name!r}; known: {', '.join(list(SPACE_NETS) + list(LIGHT_MODELS))}")
     import torch
 
     from cosearch.space import create_space
 
-    space_name, arch, settings = MODELS[name]
+    space_name, arch, settings = SPACE_NETS[name]
     space = create_space(space_name, **settings)
     net = space.build(arch, seed=seed).eval()
     shape = tuple(space.input_shape(arch, 1))
