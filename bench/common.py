@@ -124,6 +124,19 @@ def best_by_tag(medians: dict[str, float]) -> dict[str, float]:
     return best
 
 
+def busy_processes(n: int) -> list:
+    """``n`` busy Python processes (each holds one core): the load of a shared machine."""
+    import subprocess
+
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def stop_processes(ps: list) -> None:
+    for p in ps:
+        p.kill()
+        p.wait()
+
+
 def write_results(name: str, config: dict[str, Any], rows: list[dict[str, Any]], out: str | None = None, **extra: Any) -> Path:
     path = Path(out) if out else RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -49,8 +49,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import (LIGHT_MODELS, ROOT, SPACE_NETS, load_net, onnx_flops, ort_session,  # noqa: E402
-                          print_table, time_calls, write_results)
+from bench.common import (LIGHT_MODELS, ROOT, SPACE_NETS, busy_processes, load_net, onnx_flops,  # noqa: E402
+                          ort_session, print_table, stop_processes, time_calls, write_results)
 
 ALL = list(SPACE_NETS) + list(LIGHT_MODELS)
 DEFAULT_NETS = ["mbv2-small", "nb201", "front-lo", "front-mid", "front-hi", *LIGHT_MODELS]
@@ -58,12 +58,6 @@ QUICK = {"nets": "nb201,squeezenet", "budgets": "20s,60s", "rounds": 3}
 COUNTS = (1, 2)
 #: runtime.config_threadpool affinity mode: one worker pinned per core (TVM's own default)
 PINNED = 1
-
-
-def _busy() -> "Any":
-    import subprocess
-
-    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
 # --------------------------------------------------------------------------- stage 1: tune
@@ -204,13 +198,12 @@ def _time_net(name: str, loaded_net: tuple, work: Path, tuned: list[dict], args,
     plan = engine.plan(from_onnx(model, **({"layout": args.layout} if args.layout else {})), target)
     engines, extra = _engines(name, model, x, desc, plan, tuned)
     quiet = _time(engines, args.rounds, args.min_ms)
-    busy = _busy()
+    busy = busy_processes(1)
     try:
         time.sleep(0.5)
         loaded = _time(engines, args.rounds, args.min_ms)
     finally:
-        busy.kill()
-        busy.wait()
+        stop_processes(busy)
     th.apply(th.RuntimeSettings(len(th.usable_cpus())))
     rows = _rows(name, onnx_flops(model), quiet, loaded, extra)
     tmp = cached.with_suffix(".tmp")
@@ -343,7 +336,7 @@ def _run(args, nets: list[str], labels: list[str], budgets: list[float], target,
         print(f"  {name}: timed ({time.perf_counter() - t_all:.0f} s so far)", flush=True)
     path = _write(args, nets, labels, budgets, target, work, rows, t_all)
     print()
-    print_table([r for r in rows], ["net", "engine", "quiet_ms", "quiet_threads", "x_vs_ort", "loaded_ms",
+    print_table(rows, ["net", "engine", "quiet_ms", "quiet_threads", "x_vs_ort", "loaded_ms",
                                     "loaded_threads", "slowdown", "ort_slowdown", "trials", "kernel_sum_err",
                                     "predicted_err"])
     print(f"\nwall {time.perf_counter() - t_all:.0f} s; written {path}")

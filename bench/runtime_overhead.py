@@ -41,20 +41,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import MODELS, load_net, ort_session, print_table, time_calls, write_results  # noqa: E402
+from bench.common import MODELS, busy_processes, load_net, ort_session, print_table, stop_processes, time_calls, write_results  # noqa: E402
 
 #: runtime.config_threadpool affinity modes (tvm/src/runtime/threading_backend.h)
 PINNED, SHARED = 1, -3
-
-
-def _busy(procs: int) -> list[subprocess.Popen]:
-    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(procs)]
-
-
-def _stop(ps: list[subprocess.Popen]) -> None:
-    for p in ps:
-        p.kill()
-        p.wait()
 
 
 def interleave(variants: dict[str, tuple[Callable[[], None], Callable[[], Any]]], *, rounds: int, repeat: int,
@@ -182,12 +172,12 @@ def one_net(name: str, args, target, db: Path) -> dict[str, Any]:
     row["tvm_process_default_ms"] = _probe_default(name, args)
     row["profile"] = [_profile(ex, x, t, args.runs, args.hot_repeat) for t in (1, 2)]
     if args.load:
-        busy = _busy(args.load_procs)
+        busy = busy_processes(args.load_procs)
         try:
             time.sleep(0.5)
             loaded = _summary(interleave(variants, rounds=args.rounds, repeat=args.repeat, min_ms=args.min_ms))
         finally:
-            _stop(busy)
+            stop_processes(busy)
         row.update({f"loaded_{k}_ms": v for k, v in loaded.items()})
         row["loaded_slowdown"] = {k: loaded[k] / quiet[k] for k in quiet}
     return row
