@@ -205,7 +205,7 @@ def light_schedule(task_mod: "tvm.IRModule", target) -> "tvm.tirx.PrimFunc | Non
 
     ensure_tensor_intrinsics(target)
     keep = ("InlineConstantScalars", "AutoInline")
-    rules = [r for r in ms.schedule_rule.create("llvm") if type(r).__name__ in keep]
+    rules = [r for r in ms.schedule_rule.ScheduleRule.create("llvm") if type(r).__name__ in keep]
     rules.append(ms.schedule_rule.ParallelizeVectorizeUnroll(
         max_jobs_per_core=LIGHT_JOBS_PER_CORE, max_vectorize_extent=64, unroll_max_steps=[0], unroll_explicit=True))
     gen = ms.space_generator.PostOrderApply(sch_rules=rules, postprocs="from-target", mutator_probs={})
