@@ -205,7 +205,7 @@ def test_tuning_builds_on_workers_and_measures_on_two_boards(ray_workers, tiny_o
         plan = engine.plan(from_onnx(tiny_onnx), target)
         out = engine.tune_tasks(plan.tasks, target, database_dir=db, trials=8, builders=ray_workers["pool"],
                                 config=TuneConfig(trials=8, trials_per_iter=8, seed=0, patience=None, transfer=False))
-    assert out.builds["where"] == "pool" and out.builds["built"] >= 8
+    assert out.builds["where"] == "pool" and out.builds["built"] >= out.trials_run
     assert out.builds["processes"] and os.getpid() not in out.builds["processes"]
     assert out.trials_run >= 4 and out.records_written >= 1
     local = load_target("host")
