@@ -3,6 +3,7 @@ workers would give, simulated from a real run's recorded costs.
 
     python bench/distributed.py --real --max-archs 24          # engine search, inline vs --workers 2
     python bench/distributed.py --simulate runs/demo/journal.jsonl
+    python bench/distributed.py --simulate runs/demo/journal.jsonl --boards
 
 ``--real``: the same search (NB201, naswot, seed, lookahead) twice from one starting schedule
 database copy each: in one process, and with ``--workers 2`` (a local Ray instance). Records the
@@ -21,6 +22,14 @@ architecture's screening (its ``plan`` + ``accuracy`` seconds) runs on the first
 soon as it is proposed (``lookahead`` 2W ahead), while the driver does the rest of the journal's
 work (tuning, measuring) in order and waits where a screening it needs has not finished. The
 driver's own work is the serial part: the simulation shows where it bounds the speed-up.
+``--boards`` adds the case of a target measured on 1, 4 or 16 RPC boards with ``--workers``: a
+tuning call of n tasks runs as ``k = min(workers, boards, n)`` parts side by side
+(``distributed.tune``), costing ceil(n / k) / n of the call (budgets taken as equal); with one
+part, its candidates are built on the workers (``tuning.builder.PoolBuilder``), costing its
+generation and measurements + builds / workers. That last split is measured on this machine first
+(``measure_shares``: a 64-trial call's reported build seconds, the local runner's seconds per
+candidate); a journal whose ``tune`` events report their builds uses its own build seconds.
+End-to-end measurements stay serial in the driver.
 
 Writes ``bench/results/distributed.json`` (resolved config, CPU, machine key) and prints a table.
 """
@@ -31,6 +40,7 @@ import argparse
 import contextlib
 import heapq
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -45,12 +55,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import print_table, write_results  # noqa: E402
 
 
-def simulate(events: list[dict[str, Any]], workers: int, lookahead: int | None = None) -> dict[str, Any]:
-    """Wall time of the journal's work with ``workers`` screening in parallel (see the module doc)."""
+def _tune_parts(ev: dict[str, Any], shares: dict[str, float]) -> tuple[float, float, float]:
+    """A tuning call's seconds split into (driver: candidate generation and bookkeeping, builds,
+    measurements): builds as the call reported them (``builds.seconds``; else ``build_share`` of
+    the call), measurements ``run_s_per_trial`` per trial (at most what is left)."""
+    sec = float(ev.get("seconds") or 0.0)
+    b = (ev.get("builds") or {}).get("seconds")
+    build = min(sec, float(b) if b is not None else shares["build_share"] * sec)
+    run = min(sec - build, shares["run_s_per_trial"] * float(ev.get("trials") or 0))
+    return sec - build - run, build, run
+
+
+def _tune_time(ev: dict[str, Any], workers: int, boards: int, shares: dict[str, float]) -> float:
+    """A tuning call's wall time with ``workers`` and ``boards`` (an RPC target): split into
+    ``k = min(workers, boards, tasks)`` parts run side by side (``distributed.tune``; the tasks'
+    budgets taken as equal, so the longest part has ceil(n / k) of n tasks) when k > 1; else one
+    call whose builds spread over the workers (``PoolBuilder``)."""
+    n = max(1, len(ev.get("workloads") or []))
+    k = min(workers, boards, n)
+    sec = float(ev.get("seconds") or 0.0)
+    if k > 1:
+        return sec * math.ceil(n / k) / n
+    gen, build, run = _tune_parts(ev, shares)
+    return gen + build / max(1, min(workers, int(ev.get("trials") or 1))) + run
+
+
+def simulate(events: list[dict[str, Any]], workers: int, lookahead: int | None = None, *, boards: int = 1,
+             shares: dict[str, float] | None = None) -> dict[str, Any]:
+    """Wall time of the journal's work with ``workers`` screening in parallel and, with
+    ``shares``, tuning calls whose builds spread over the workers and whose measurements spread
+    over ``boards`` (see the module doc)."""
     look = lookahead or 2 * workers
     screen: dict[str, float] = {}
     order: list[str] = []
-    driver: list[tuple[str, float]] = []  # ("screen", key) waits, or ("work", seconds)
+    driver: list[tuple[str, Any]] = []  # ("screen", key) waits, or ("work", seconds)
     for ev in events:
         e, sec = ev.get("event"), float(ev.get("seconds") or 0.0)
         if e == "propose":
@@ -61,6 +99,8 @@ def simulate(events: list[dict[str, Any]], workers: int, lookahead: int | None =
                 if e == "plan":
                     driver.append(("screen", ev["key"]))
                 screen[ev["key"]] += sec
+        elif e == "tune" and shares is not None:
+            driver.append(("work", _tune_time(ev, workers, boards, shares)))
         elif e in ("tune", "measure") or (e == "accuracy" and ev.get("fidelity") == "train"):
             driver.append(("work", sec))
     free = [0.0] * workers
@@ -90,21 +130,73 @@ def simulate(events: list[dict[str, Any]], workers: int, lookahead: int | None =
         else:
             t += v
     serial = sum(v for kind, v in driver if kind == "work")
-    return {"workers": workers, "lookahead": look, "wall_s": t, "driver_work_s": serial, "driver_wait_s": waited,
-            "screen_s": sum(screen.values())}
+    return {"workers": workers, "boards": boards if shares is not None else None, "lookahead": look, "wall_s": t,
+            "driver_work_s": serial, "driver_wait_s": waited, "screen_s": sum(screen.values())}
 
 
-def run_simulation(journal: Path) -> list[dict[str, Any]]:
+def run_simulation(journal: Path, shares: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Screening on 1..32 workers (tuning and measuring in the driver, as the search runs on one
+    machine); with ``shares``, also the tuning calls of an RPC target with 1, 4, 16 boards
+    (``_tune_time``)."""
     events = [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
     base = simulate(events, 1, lookahead=1)
     rows = []
-    for w in (1, 2, 4, 8, 16, 32):
-        r = simulate(events, w)
-        r["speedup"] = base["wall_s"] / r["wall_s"]
-        r["efficiency"] = r["speedup"] / w
-        r["amdahl_bound"] = base["wall_s"] / base["driver_work_s"] if base["driver_work_s"] else None
-        rows.append(r)
+    for boards in ([None] if shares is None else [None, 1, 4, 16]):
+        for w in (1, 2, 4, 8, 16, 32):
+            r = simulate(events, w, boards=boards or 1, shares=shares if boards else None)
+            r["speedup"] = base["wall_s"] / r["wall_s"]
+            r["efficiency"] = r["speedup"] / w
+            r["driver_bound"] = base["wall_s"] / r["driver_work_s"] if r["driver_work_s"] else None
+            rows.append(r)
     return rows
+
+
+def measure_shares(args) -> dict[str, float]:
+    """What a tuning call's parts cost on this machine: one call on the NB201 bench net (64
+    trials, the engine's defaults) reports its build seconds; the local runner times a batch of
+    the same net's heaviest kernel's candidates (design-space samples, built first): seconds
+    per measured candidate."""
+    import time as _t
+
+    from bench.common import load_net
+    from cosearch.compile import engine
+    from cosearch.compile.codegen.fallback import fallback_schedule
+    from cosearch.compile.frontend import from_onnx
+    from cosearch.compile.target import load_target
+    from cosearch.compile.tuning import runner as runners
+    from cosearch.compile.tuning.builder import InProcessBuilder
+    from cosearch.compile.tuning.config import TuneConfig
+    from tvm.s_tir import meta_schedule as ms
+
+    target = load_target(args.target)
+    plan = engine.plan(from_onnx(load_net("nb201", seed=args.seed)[0]), target)
+    with tempfile.TemporaryDirectory() as d:
+        out = engine.tune_tasks(plan.tasks, target, database_dir=Path(d), trials=64,
+                                config=TuneConfig(trials=64, seed=args.seed, patience=None, transfer=False))
+    task = max((t for t in plan.tasks if t.tunable), key=lambda t: float(t.features.flops))
+    tgt = target.tvm_target()
+    cands = [f for f in (fallback_schedule(task.mod, tgt, seed=s, tries=1) for s in range(16)) if f is not None]
+    built = InProcessBuilder(workers=1).build([ms.builder.BuilderInput(_mod(f), tgt) for f in cands])
+    inputs = [ms.runner.RunnerInput(b.artifact_path, str(tgt.kind.name), ms.arg_info.ArgInfo.from_prim_func(f))
+              for b, f in zip(built, cands) if b.artifact_path]
+    runner = runners.acquire_runner(target, TuneConfig())
+    try:
+        runner.run(inputs[:1])[0].result()  # warm the worker
+        t0 = _t.perf_counter()
+        for fut in runner.run(inputs):
+            fut.result()
+        run_s = (_t.perf_counter() - t0) / max(1, len(inputs))
+    finally:
+        runners.release_runner(runner)
+    return {"build_share": out.builds["seconds"] / out.seconds, "run_s_per_trial": run_s,
+            "measured_on": {"tune_seconds": out.seconds, "trials": out.trials_run, "build_seconds": out.builds["seconds"],
+                            "runner_candidates": len(inputs), "task": task.name}}
+
+
+def _mod(prim):
+    import tvm
+
+    return tvm.IRModule({"main": prim})
 
 
 def _search(out: Path, sched: Path, args, workers: int | None) -> dict[str, Any]:
@@ -248,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--simulate", default=None, metavar="JOURNAL", help="a real run's journal.jsonl")
     ap.add_argument("--interference", action="store_true",
                     help="driver measurements alone vs beside two screening workers, with and without the lease")
+    ap.add_argument("--boards", action="store_true",
+                    help="with --simulate: also builds on the workers and measurements on 1, 4, 16 boards "
+                         "(measures a tuning call's build share and the runner's cost per candidate first)")
     ap.add_argument("--nets", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--max-archs", type=int, default=24)
@@ -281,9 +376,14 @@ def main(argv: list[str] | None = None) -> int:
         print_table(out["interference"], ["arch", "alone_ms", "lease_ms", "no_lease_ms", "lease_over_alone",
                                           "no_lease_over_alone"])
     if journal is not None:
-        out["simulated"] = run_simulation(journal)
-        print_table(out["simulated"], ["workers", "lookahead", "wall_s", "speedup", "efficiency", "driver_work_s",
-                                       "driver_wait_s", "amdahl_bound"])
+        shares = None
+        if args.boards:
+            shares = out["shares"] = measure_shares(args)
+            print(f"tuning call: builds {shares['build_share']:.0%} of its time; "
+                  f"{shares['run_s_per_trial'] * 1e3:.0f} ms per measured candidate")
+        out["simulated"] = run_simulation(journal, shares)
+        print_table(out["simulated"], ["workers", "boards", "lookahead", "wall_s", "speedup", "efficiency",
+                                       "driver_work_s", "driver_wait_s", "driver_bound"])
     path = write_results("distributed", vars(args), [], args.out, machine_key=target.machine_key(),
                          tvm_num_threads=os.environ.get("TVM_NUM_THREADS"), **out)
     print(f"\nwritten {path}")

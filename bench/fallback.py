@@ -1,21 +1,25 @@
-"""Kernels without a tuning record: TVM's default schedule vs cosearch's fallback.
+"""Kernels without a tuning record: TVM's default schedule vs cosearch's fallbacks.
 
-Model-zoo graphs shipped with the ``onnx`` package (``backend/test/data/light``,
-224x224, batch 1) compiled with NO tuning record, side by side in one run:
+Networks compiled with NO usable record for some or all kernels, side by side in one
+interleaved run, every engine at its best of 1 and 2 threads (``common.time_against_ort``):
 
-- ``tvm-default``: ``compile_with_database(..., fallback="none")`` (every kernel
-  keeps TVM's default CPU schedule, what untuned tasks got before);
-- ``tvm-fallback``: ``fallback="auto"`` (an unmeasured MetaSchedule design-space
-  sample per kernel, see ``cosearch/compile/fallback.py``);
+- ``tvm-default``: ``fallback="none"`` (every record-less kernel keeps TVM's default CPU
+  schedule: serial, unvectorised);
+- ``tvm-mac``: ``fallback="mac"``, the previous rule: a design-space sample for
+  multiply-accumulate kernels only, every other kernel TVM's default;
+- ``tvm-light``: ``fallback="auto"``: MAC kernels as above, every other kernel (pools, adds,
+  softmax, concatenations) ``light_schedule`` (inlined, parallelised, vectorised);
+- ``tvm-light-serial``: the same with ``LIGHT_JOBS_PER_CORE = -1`` (vectorised, no parallel
+  loop: whether small kernels pay for the thread pool's fork/join);
 - ``onnxruntime`` for reference.
 
-Engines are timed interleaved (round-robin blocks) so machine noise hits all alike.
-``max_abs_err`` is against ONNX Runtime; the "light" graphs make their weights with
-``ConstantOfShape`` (constants), so their outputs are nearly uniform and the error
-says little (``tests/test_model_zoo.py`` randomizes the weights for that check).
+``--schedules DIR`` compiles against that database (read-only: the case of a search's new
+architectures, whose pools and adds are new tasks while their convs have records); without it
+no kernel has a record. ``--archs N`` adds N random NB201 architectures (seeded). The error is
+against ONNX Runtime (relative to its output's largest value).
 
-    python bench/fallback.py                                  # squeezenet, inception_v1
-    python bench/fallback.py --models squeezenet --repeat 10  # quick
+    python bench/fallback.py                                   # squeezenet, inception_v1
+    python bench/fallback.py --models nb201,mbv2-small,squeezenet --archs 4 --schedules DIR
     python bench/fallback.py --overhead 4   # apply overhead on 4 NB201 networks instead
 
 Writes bench/results/fallback.json (``--overhead``: bench/results/fallback_overhead.json:
@@ -26,86 +30,96 @@ NB201 architecture, against a database tuned on the first two of them).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved, print_table, write_results  # noqa: E402
+from common import best_by_tag, load_net, ort_session, print_table, time_against_ort, write_results  # noqa: E402
 
 
-def light_dir() -> Path:
-    import onnx
+ENGINES = (("tvm-default", "none", None), ("tvm-mac", "mac", None), ("tvm-light", "auto", 16),
+           ("tvm-light-serial", "auto", -1))
 
-    return Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+
+def _nets(args) -> list[tuple[str, Any, Any]]:
+    """(name, onnx model, input) for ``--models`` and ``--archs``."""
+    import numpy as np
+    import torch
+
+    from cosearch.compile.frontend import torch_to_onnx
+    from cosearch.space import create_space
+
+    out = [(n, *load_net(n, seed=args.seed)[:2]) for n in args.models.split(",") if n.strip()]
+    space = create_space("nb201")
+    rng = np.random.default_rng(args.seed)
+    for i in range(args.archs):
+        arch = space.sample(rng)
+        x = np.random.default_rng(args.seed).standard_normal(tuple(space.input_shape(arch, 1))).astype(np.float32)
+        net = space.build(arch, seed=args.seed).eval()
+        out.append((f"nb201-{i}:{arch}", torch_to_onnx(net, (torch.from_numpy(x),)), x))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="squeezenet,inception_v1", help="comma-separated light_<name>.onnx graphs")
+    ap.add_argument("--models", default="squeezenet,inception_v1",
+                    help="comma-separated bench networks (bench.common: model-zoo graphs and space nets)")
+    ap.add_argument("--archs", type=int, default=0, help="also N random NB201 architectures (seeded)")
+    ap.add_argument("--schedules", default=None, help="a schedule database of this CPU (read-only)")
     ap.add_argument("--target", default="host")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeat", type=int, default=20, help="timing blocks per engine (interleaved)")
-    ap.add_argument("--seed", type=int, default=0, help="fallback sampling seed")
+    ap.add_argument("--rounds", type=int, default=6, help="interleaved timing rounds")
+    ap.add_argument("--seed", type=int, default=0, help="fallback sampling and network seed")
     ap.add_argument("--overhead", type=int, default=0, metavar="N",
                     help="measure the schedule-application overhead on N sampled NB201 networks instead")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    os.environ["TVM_NUM_THREADS"] = str(args.threads)
     if args.overhead:
         return overhead(args)
 
     import numpy as np
-    import onnxruntime as ort
     import tvm
 
     from cosearch.compile.codegen import fallback as fb
     from cosearch.compile.codegen import KernelCache, compile_with_database
     from cosearch.compile.frontend import from_onnx
+    from cosearch.compile.storage.database import open_database
     from cosearch.compile.target import load_target
 
     target = load_target(args.target)
+    db = open_database(args.schedules) if args.schedules else None
     rows = []
-    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
-        path = light_dir() / f"light_{name}.onnx"
-        imported = from_onnx(path)
-        iname, shape, _ = imported.inputs[0]
-        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = args.threads
-        so.inter_op_num_threads = 1
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        ref = sess.run(None, {iname: x})[0]
-        engines = {"onnxruntime": (lambda: sess.run(None, {iname: x}), {})}
+    for name, model, x in _nets(args):
+        imported = from_onnx(model)
+        ref = ort_session(model, 2).run(None, {ort_session(model, 1).get_inputs()[0].name: x})[0]
+        exes, info = {}, {}
         dev = tvm.cpu()
-        xt = tvm.runtime.tensor(x, dev)
-        for engine, mode in (("tvm-default", "none"), ("tvm-fallback", "auto")):
+        for engine, mode, jobs in ENGINES:
             fb.clear_caches()
+            fb.LIGHT_JOBS_PER_CORE = jobs if jobs is not None else 16
             report: list = []
             t0 = time.perf_counter()
-            ex = compile_with_database(imported.mod, target, None, fallback=mode, report=report,
-                                       kernel_cache=KernelCache())
+            ex = compile_with_database(imported.mod, target, db, fallback=mode, report=report, kernel_cache=KernelCache())
             compile_s = time.perf_counter() - t0
-            vm = tvm.relax.VirtualMachine(ex, dev)
-            out = vm["main"](xt)
+            out = tvm.relax.VirtualMachine(ex, dev)["main"](tvm.runtime.tensor(x, dev))
             out = out if hasattr(out, "numpy") else out[0]
-            err = float(np.abs(out.numpy() - ref).max())
-            sources = {s: sum(c.source == s for c in report) for s in fb.SOURCES}
-            engines[engine] = ((lambda vm=vm: vm["main"](xt)),
-                               {"compile_s": compile_s, "max_abs_err": err, "kernels": sources})
-        samples = interleaved({e: fn for e, (fn, _) in engines.items()}, rounds=args.repeat)
-        base = float(np.median(samples["onnxruntime"]))
-        for e, (_, info) in engines.items():
-            med = float(np.median(samples[e]))
-            rows.append({"model": name, "engine": e, "median_ms": med,
-                         "p10_ms": float(np.percentile(samples[e], 10)), "x_vs_ort": med / base, **info})
-        dflt = next(r for r in rows if r["model"] == name and r["engine"] == "tvm-default")
-        for r in rows:
-            if r["model"] == name:
-                r["x_vs_default"] = r["median_ms"] / dflt["median_ms"]
-    path = write_results("fallback", vars(args), rows, args.out)
-    print_table(rows, ["model", "engine", "median_ms", "p10_ms", "x_vs_ort", "x_vs_default", "compile_s", "max_abs_err"])
+            err = float(np.abs(out.numpy() - ref).max() / max(1e-12, float(np.abs(ref).max())))
+            exes[engine] = ex
+            info[engine] = {"compile_s": compile_s, "rel_err_vs_ort": err,
+                            "kernels": {s: sum(c.source == s for c in report) for s in fb.SOURCES}}
+        fb.LIGHT_JOBS_PER_CORE = 16
+        med = time_against_ort(exes, model, x, rounds=args.rounds)
+        best = best_by_tag(med)
+        for e in ["ORT", *exes]:
+            threads = min((k for k in med if k.rsplit("@", 1)[0] == e), key=med.get).rsplit("@", 1)[1]
+            rows.append({"model": name.split(":")[0], "arch": name.split(":", 1)[1] if ":" in name else None,
+                         "engine": e, "best_ms": best[e], "threads": int(threads), "x_vs_ort": best[e] / best["ORT"],
+                         "x_vs_default": best[e] / best["tvm-default"], **info.get(e, {})})
+            print(f"  {name.split(':')[0]:14s} {e:18s} {best[e]:9.3f} ms  {best[e] / best['ORT']:6.2f}x ORT", flush=True)
+    config = {**vars(args), "engines": [list(e) for e in ENGINES]}
+    path = write_results("fallback", config, rows, args.out)
+    print_table(rows, ["model", "engine", "best_ms", "threads", "x_vs_ort", "x_vs_default", "compile_s", "rel_err_vs_ort"])
     print(f"wrote {path}")
     return 0
 

@@ -1,5 +1,6 @@
 """Compiling with a schedule database: records that do not replay are skipped (never
-fatal), kernels without a usable record get a parallel + vectorised fallback.
+fatal), kernels without a usable record get a parallel + vectorised fallback (MAC kernels: a
+design-space sample; the others: the light schedule).
 Real TVM, a tiny conv net (16x16), no tuning: records are built by hand."""
 
 from __future__ import annotations
@@ -160,7 +161,49 @@ def test_fallback_is_parallel_vectorised_and_equal_to_default(setup):
     np.testing.assert_allclose(y_fb, y_default, rtol=1e-4, atol=1e-5)
 
 
+def test_kernels_that_are_not_mac_get_the_light_schedule(setup):
+    """The global-average-pool kernel (a reduction over one operand, not a MAC): "auto" gives it
+    ``light_schedule`` (parallel and/or vectorised loops, nothing unrolled), "mac" (the previous
+    rule) keeps TVM's serial default; the compiled outputs are equal."""
+    target, imported, _convs, x = setup
+    tgt = target.tvm_target()
+    fb.clear_caches()
+    light, choices = fb.apply_schedules(imported.mod, tgt, None, fallback="auto")
+    old, old_choices = fb.apply_schedules(imported.mod, tgt, None, fallback="mac")
+    mean = next(c.name for c in choices if "mean" in c.name)
+    assert {c.name: c.source for c in choices}[mean] == "fallback"
+    assert {c.name: c.source for c in old_choices}[mean] == "default"
+    kinds = _loop_kinds(light[mean])
+    assert kinds & {"parallel", "vectorized"} and "unroll" not in kinds, kinds
+    assert not {"parallel", "vectorized"} & _loop_kinds(old[mean])
+    y_old = _run(compile_with_database(imported.mod, target, None, fallback="mac", kernel_cache=KernelCache()), x)
+    y_new = _run(compile_with_database(imported.mod, target, None, fallback="auto", kernel_cache=KernelCache()), x)
+    np.testing.assert_allclose(y_new, y_old, rtol=1e-4, atol=1e-5)
+
+
+def test_light_schedule_of_softmax_is_not_rfactored_and_exact():
+    """Softmax (two reductions: max and sum) is where a design-space sample went wrong (rfactor
+    and a moved compute: 8 ms against TVM's 0.004 ms): the light schedule keeps its four
+    blocks, adds no rfactor block, and computes what numpy does."""
+    import tvm
+    from tvm import te, topi
+
+    x = te.placeholder((1, 1000), name="x")
+    mod = tvm.IRModule({"main": te.create_prim_func([x, topi.nn.softmax(x)])})
+    target = load_target("host").tvm_target()
+    func = fb.light_schedule(mod, target)
+    assert func is not None
+    text = func.script()
+    assert "_rf" not in text and "unroll" not in _loop_kinds(func)
+    lib = tvm.compile(tvm.IRModule({"main": func}), target=target)
+    a = np.random.default_rng(0).standard_normal((1, 1000)).astype(np.float32)
+    out = tvm.runtime.tensor(np.zeros((1, 1000), np.float32))
+    lib["main"](tvm.runtime.tensor(a), out)
+    e = np.exp(a - a.max())
+    np.testing.assert_allclose(out.numpy(), e / e.sum(), rtol=1e-5, atol=1e-7)
+
+
 def test_bad_fallback_value_is_rejected(setup):
     target, imported, _, _ = setup
-    with pytest.raises(CosearchError, match="fallback must be one of auto, none, got 'fast'"):
+    with pytest.raises(CosearchError, match="fallback must be one of auto, mac, none, got 'fast'"):
         compile_with_database(imported.mod, target, None, fallback="fast")

@@ -179,3 +179,102 @@ def test_engine_search_on_two_workers_from_the_cli(ray_workers, tmp_path):
     assert result["pareto"] and all(r["latency_ms"] > 0 for r in result["pareto"])
     conf = json.loads((out / "config.json").read_text())
     assert conf["workers"]["kind"] == "ray" and conf["search"]["lookahead"] == 4
+
+
+@pytest.mark.tvm
+def test_tuning_builds_on_workers_and_measures_on_two_boards(ray_workers, tiny_onnx, tmp_path):
+    """An RPC target's tuning call with a work pool: every candidate is built in a Ray worker
+    (PoolBuilder, sent back as bytes) and measured on two loopback boards; the records it writes
+    compile into a module whose outputs equal ONNX Runtime's."""
+    import dataclasses
+
+    import numpy as np
+    import onnxruntime as ort
+    import tvm
+
+    from cosearch.compile import engine
+    from cosearch.compile.deploy.rpc import LocalRPC
+    from cosearch.compile.frontend import from_onnx
+    from cosearch.compile.pipeline import compile_plan
+    from cosearch.compile.target import load_target
+    from cosearch.compile.tuning.config import TuneConfig
+
+    db = tmp_path / "db"
+    with LocalRPC(key="cosearch-builds", port=0, servers=2, session_timeout_s=60) as s:
+        target = dataclasses.replace(load_target("rpc-loopback"), rpc=s)
+        plan = engine.plan(from_onnx(tiny_onnx), target)
+        out = engine.tune_tasks(plan.tasks, target, database_dir=db, trials=8, builders=ray_workers["pool"],
+                                config=TuneConfig(trials=8, trials_per_iter=8, seed=0, patience=None, transfer=False))
+    assert out.builds["where"] == "pool" and out.builds["built"] >= out.trials_run
+    assert out.builds["processes"] and os.getpid() not in out.builds["processes"]
+    assert out.trials_run >= 4 and out.records_written >= 1
+    local = load_target("host")
+    exe = compile_plan(engine.plan(from_onnx(tiny_onnx), local), db)
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    got = tvm.relax.VirtualMachine(exe, tvm.cpu())["main"](tvm.runtime.tensor(x, tvm.cpu()))
+    got = (got if hasattr(got, "numpy") else got[0]).numpy()
+    sess = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    want = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.tvm
+def test_search_splits_tuning_calls_over_two_boards(ray_workers, tmp_path):
+    """Real TVM: a search on an RPC target with two loopback boards and two workers runs each
+    tuning call of two or more tasks as two parts, one per worker (``distributed.tune``), in
+    processes other than the driver; every task gets the trials the driver gave it, the records
+    reach the one database, and the front's artifacts are measured."""
+    from conftest import write_target_file
+    from cosearch.cli import main
+    from cosearch.compile.deploy.rpc import LocalRPC
+
+    out = tmp_path / "run"
+    with LocalRPC(key="cosearch-split", port=0, servers=2, session_timeout_s=60) as s:
+        tfile = write_target_file(tmp_path / "two-boards.json", "rpc-loopback", rpc={
+            "tracker_host": s.tracker_host, "tracker_port": s.tracker_port, "key": s.key, "session_timeout_s": 60})
+        rc = main(["search", "--target", str(tfile), "--space", "nb201", "--estimator", "naswot", "--max-archs", "3",
+                   "--calibration-archs", "2", "--trials-per-task", "2", "--tune-batch", "2", "--workers", "2",
+                   "--schedules", str(tmp_path / "sched"), "--out", str(out), "--no-progress"])
+    assert rc == 0
+    tunes = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines() if '"tune"' in line]
+    split = [t for t in tunes if (t.get("builds") or {}).get("where") == "split"]
+    assert split, tunes
+    for t in split:
+        assert t["builds"]["parts"] == 2 and os.getpid() not in t["builds"]["processes"]
+        assert t["trials"] > 0 and "lost" not in t["builds"]
+    records = [line for f in (tmp_path / "sched").rglob("database_tuning_record.json")
+               for line in f.read_text().splitlines() if line.strip()]
+    assert len(records) >= 2
+    result = json.loads((out / "result.json").read_text())
+    assert result["pareto"] and all(r["latency_ms"] > 0 for r in result["pareto"])
+
+
+class _LostWorkerPool:
+    """A fake work pool (search logic only) whose every piece of work fails as a lost worker does
+    after Ray's retries: ``result()`` raises."""
+
+    workers = 2
+
+    def submit(self, fn, *args):
+        class Lost:
+            def result(self):
+                raise RuntimeError("ray.exceptions.WorkerCrashedError: the worker died")
+        return Lost()
+
+
+@pytest.mark.tvm
+def test_a_lost_build_worker_fails_only_its_candidates():
+    """PoolBuilder turns a worker lost for good into that candidate's build error (data for the
+    tuner), never an exception that ends the tuning call."""
+    import tvm
+    from tvm import te
+    from tvm.s_tir.meta_schedule.builder import BuilderInput
+
+    from cosearch.compile.tuning.builder import PoolBuilder
+
+    a = te.placeholder((16,), name="a")
+    b = te.compute((16,), lambda i: a[i] + 1.0, name="b")
+    mod = tvm.IRModule({"main": te.create_prim_func([a, b])})
+    results = PoolBuilder(_LostWorkerPool()).build([BuilderInput(mod, tvm.target.Target("llvm"))] * 2)
+    assert [r.artifact_path for r in results] == [None, None]
+    assert all("worker lost" in r.error_msg and "WorkerCrashedError" in r.error_msg for r in results)

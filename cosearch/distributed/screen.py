@@ -50,7 +50,8 @@ def worker_spec(search: Any, factory: Any) -> dict[str, Any]:
 _EVALUATORS: dict[str, Any] = {}  # one evaluator per worker process and run
 
 
-def _evaluator(spec: dict[str, Any]):
+def evaluator_for(spec: dict[str, Any]):
+    """The evaluator ``spec`` describes, made once per worker process and run."""
     import json
 
     key = json.dumps({k: v for k, v in spec.items() if k != "factory"}, sort_keys=True, default=str)
@@ -67,7 +68,7 @@ def screen(spec: dict[str, Any], arch: str) -> Screened:
     out = Screened(arch, pid=os.getpid(), host=socket.gethostname())
     lease = DeviceLease(**spec["lease"]) if spec.get("lease") else None
     try:
-        ev = _evaluator(spec)
+        ev = evaluator_for(spec)
     except CosearchError as e:
         out.fatal = first_line(e)
         return out
@@ -94,4 +95,4 @@ def screen(spec: dict[str, Any], arch: str) -> Screened:
     return out
 
 
-__all__ = ["Screened", "screen", "worker_spec"]
+__all__ = ["Screened", "evaluator_for", "screen", "worker_spec"]

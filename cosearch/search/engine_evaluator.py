@@ -95,12 +95,51 @@ class EngineEvaluator(Evaluator):
         if not pts or total <= 0:
             return TuneResult(0, 0.0, {}, {})
         cfg = TuneConfig(**{"trials": total, "seed": self.seed, "patience": None, **self.tune_overrides})
+        parts = self._parts(len(pts))
+        if parts > 1:
+            return self._tune_split(pts, budgets, cfg, parts)
+        # a target measured elsewhere (RPC boards) has its candidates built on the search's workers; on
+        # the local CPU builds stay here: the lease would keep them from running beside measurements anyway
+        builders = self.work if self.target.measure == "rpc" else None
         with self.measuring("tune"):  # its runner times candidates: nothing else of the search runs meanwhile
             out = engine.tune_tasks(pts, self.target, database_dir=self.db, trials=total, config=cfg,
-                                    budgets={w: int(n) for w, n in budgets.items()}, log_dir=self.log_dir)
+                                    budgets={w: int(n) for w, n in budgets.items()}, log_dir=self.log_dir,
+                                    builders=builders)
         return TuneResult(int(out.trials_run), float(out.seconds),
                           {w: o.best_us for w, o in out.tasks.items()},
-                          {w: int(o.trials) for w, o in out.tasks.items()}, ended_early=out.scheduler_race)
+                          {w: int(o.trials) for w, o in out.tasks.items()}, ended_early=out.scheduler_race,
+                          builds=out.builds)
+
+    def _parts(self, n_tasks: int) -> int:
+        """How many tuning calls at once: one per board of an RPC target, when the search has
+        workers to run them (``distributed.tune``); else 1."""
+        if (self.target.measure != "rpc" or self.work is None or not self.work.workers or self.work_spec is None
+                or n_tasks < 2):
+            return 1
+        from cosearch.compile.deploy.rpc import boards
+
+        return max(1, min(int(self.work.workers), boards(self.target.rpc), n_tasks))
+
+    def _tune_split(self, pts: Sequence[Any], budgets: dict[str, int], cfg, k: int) -> TuneResult:
+        """The call's tasks in ``k`` parts, each a tuning call in a worker (``distributed.tune``)."""
+        from cosearch.distributed.tune import merge, split_budgets, task_payload, tune_part
+
+        by_w = {t.workload: t for t in pts}
+        parts = split_budgets({w: int(budgets.get(w, 0)) for w in by_w if budgets.get(w, 0) > 0}, k)
+        t0 = time.perf_counter()
+        pending = [self.work.submit(tune_part, self.work_spec, [task_payload(by_w[w]) for w in part], part,
+                                    cfg.to_dict()) for part in parts]
+        done, errors = [], []
+        for p in pending:
+            try:
+                done.append(p.result())
+                errors.append(None)
+            except Exception as e:  # noqa: BLE001 - a part lost for good: its tasks get no trial this call
+                done.append(None)
+                errors.append(first_line(e))
+        m = merge(done, errors, time.perf_counter() - t0)
+        return TuneResult(m["trials"], m["seconds"], m["best_us"], m["trials_per_task"], ended_early=m["ended_early"],
+                          builds=m["builds"])
 
     def measure(self, arch: str, *, final: bool = False) -> Measured:
         from cosearch.compile import engine

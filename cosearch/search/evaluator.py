@@ -80,6 +80,9 @@ class TuneResult:
     #: the call ended before its budgets for a reason of the tuner's, not the tasks'
     #: (``engine.scheduler_raced``): a task given no trial in it is not out of candidates
     ended_early: bool = False
+    #: candidates built and the seconds the call waited for builds, and where they ran
+    #: ("driver", or "pool": the search's workers), or None (not reported)
+    builds: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,11 @@ class Evaluator(abc.ABC):
 
     #: the local CPU's measurement lease when the search has workers (``distributed.lease``), else None
     lease: Any = None
+    #: the search's work pool when it has workers, else None, and what a worker needs to rebuild
+    #: this evaluator (``distributed.screen.worker_spec``): an evaluator whose target is measured
+    #: on RPC boards builds its tuning candidates there and splits its tuning calls over boards
+    work: Any = None
+    work_spec: dict[str, Any] | None = None
 
     def __init__(self, space, estimator, trainer=None) -> None:
         self.space = space

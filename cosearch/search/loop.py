@@ -92,9 +92,14 @@ class Search:
             from cosearch.distributed.lease import DeviceLease
 
             self.lease = evaluator.lease = DeviceLease.for_run(self.out)
+            evaluator.work = self.work
         self.ahead: deque = deque()  # (rec, handle, pending screen or None) proposed ahead (cfg.lookahead)
         self.worker_factory = worker_factory  # builds the evaluator in a worker (search.api.worker_evaluator)
         self._spec: dict[str, Any] | None = None
+        if self.work.workers and worker_factory is not None:
+            from cosearch.distributed.screen import worker_spec
+
+            self._spec = evaluator.work_spec = worker_spec(self, worker_factory)
         offset = 0.0
         if resume:
             offset = self.replay(read_journal(self.out / "journal.jsonl"))
@@ -252,10 +257,8 @@ class Search:
         accuracy are submitted now (``distributed.screen``) and taken in queue order."""
         if not self.work.workers or self.worker_factory is None:
             return rec, handle, None
-        from cosearch.distributed.screen import screen, worker_spec
+        from cosearch.distributed.screen import screen
 
-        if self._spec is None:
-            self._spec = worker_spec(self, self.worker_factory)
         return rec, handle, self.work.submit(screen, self._spec, rec.arch)
 
     def screened(self, pending: Any) -> Any:
@@ -432,7 +435,8 @@ class Search:
         self.j.write("tune", workloads=list(budgets), trials=res.trials, seconds=res.seconds, reason=reason,
                      gain_pred_us=gain_pred_us, gain_us=gain if known else None,
                      best_us={w: self.state[w].best_us for w in budgets},
-                     **({"ended_early": True} if res.ended_early else {}))
+                     **({"ended_early": True} if res.ended_early else {}),
+                     **({"builds": res.builds} if res.builds else {}))
 
     def do_measure(self, rec: Rec, *, remeasure: bool = False) -> bool:
         s, _ = self.kernel_sum_ms(rec)

@@ -34,7 +34,12 @@ never lets one kernel end the compile:
    a fixed seed and accepted only if every LLVM postprocessor passes; nothing
    is measured (``source="fallback"``). Without this a kernel keeps TVM's default
    schedule: serial and unvectorised (Inception v1 with 10 of 79 kernels
-   untuned ran 18.7x slower than ONNX Runtime);
+   untuned ran 18.7x slower than ONNX Runtime). Every other kernel (pools, adds,
+   means, softmax, concatenations) gets ``light_schedule``: its elementwise producers
+   inlined and its loops parallelised and vectorised, nothing tiled, unrolled or
+   rfactored (a design-space sample did that and ran SqueezeNet's softmax at 8 ms
+   against 0.004 ms). ``fallback="mac"`` is the rule before that: MAC kernels only,
+   kept to measure the difference (``bench/fallback.py``);
 4. otherwise the kernel is left as is (``source="default"``; GPU targets then
    get DLight's defaults in ``codegen``).
 
@@ -59,7 +64,9 @@ if TYPE_CHECKING:
     from tvm.s_tir import meta_schedule as ms
 
 SOURCES = ("db", "transfer", "fallback", "default")
-FALLBACKS = ("auto", "none")
+FALLBACKS = ("auto", "mac", "none")
+#: ``light_schedule``'s parallelism: MetaSchedule's jobs per core (-1: no parallel loop)
+LIGHT_JOBS_PER_CORE = 16
 
 
 class ScheduleWarning(UserWarning):
@@ -186,12 +193,37 @@ def fallback_schedule(task_mod: "tvm.IRModule", target, *, seed: int = 0, tries:
     return None
 
 
+def light_schedule(task_mod: "tvm.IRModule", target) -> "tvm.tirx.PrimFunc | None":
+    """The schedule of a kernel that is not a multiply-accumulate (pool, add, mean, softmax,
+    concatenation): LLVM's default inlining rules, then the outer loops parallelised and the
+    innermost vectorised (``ParallelizeVectorizeUnroll`` without unrolling), every
+    postprocessor passing; nothing tiled, rfactored or moved. Deterministic: the one design
+    space this gives has no random decision. ``None`` when the postprocessors reject it."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from cosearch.compile.codegen.intrin import ensure_tensor_intrinsics
+
+    ensure_tensor_intrinsics(target)
+    keep = ("InlineConstantScalars", "AutoInline")
+    rules = [r for r in ms.schedule_rule.ScheduleRule.create("llvm") if type(r).__name__ in keep]
+    rules.append(ms.schedule_rule.ParallelizeVectorizeUnroll(
+        max_jobs_per_core=LIGHT_JOBS_PER_CORE, max_vectorize_extent=64, unroll_max_steps=[0], unroll_explicit=True))
+    gen = ms.space_generator.PostOrderApply(sch_rules=rules, postprocs="from-target", mutator_probs={})
+    ctx = ms.TuneContext(mod=task_mod, target=target, space_generator=gen, task_name="light", num_threads=1,
+                         rand_state=0)
+    for space in ctx.generate_design_space():
+        sch = space.copy()
+        if all(p.apply(sch) for p in ctx.space_generator.postprocs):
+            return sch.mod["main"]
+    return None
+
+
 def is_heavy(task_mod: "tvm.IRModule") -> bool:
     """Whether the kernel's anchor block is a multiply-accumulate reduction (conv,
     matmul, dense: a reduction reading at least two operands besides its accumulator).
-    Only those get a fallback schedule: for pools, means, softmax, concatenations and
-    reshapes TVM's default was as fast or faster than a design-space sample (softmax:
-    0.004 ms default vs 8 ms sampled, SqueezeNet, 1 thread; docs/tuning.md)."""
+    Only those get a design-space sample as fallback; the others get ``light_schedule``
+    (a sample ran SqueezeNet's softmax at 8 ms against TVM's default 0.004 ms, 1 thread;
+    docs/tuning.md)."""
     from tvm.s_tir.analysis import find_anchor_sblock
 
     block = find_anchor_sblock(task_mod)
@@ -248,14 +280,15 @@ def _transfer_for(task_mod, database, target, tkey: tuple) -> tuple[Any, str]:
 
 
 def _fallback_for(task_mod, target, fkey: tuple) -> tuple[Any, str]:
-    """(the seeded fallback schedule or None, why none), cached per (target, kernel, seed)."""
+    """(the fallback schedule or None, why none), cached per (target, kernel, seed, mode)."""
     fb = _FALLBACKS.get(fkey)
     if fb is None:
-        if not is_heavy(task_mod):
+        heavy = is_heavy(task_mod)
+        if not heavy and fkey[3] == "mac":
             fb = (None, "kept TVM's default (not a multiply-accumulate kernel)")
         else:
             try:
-                fb = (fallback_schedule(task_mod, target, seed=fkey[2]),
+                fb = ((fallback_schedule(task_mod, target, seed=fkey[2]) if heavy else light_schedule(task_mod, target)),
                       "fallback failed: no design-space sample passed the postprocessors")
             except Exception as e:  # a rule or postprocessor raising: keep TVM's default
                 fb = (None, f"fallback failed: {first_line(e)}")
@@ -305,15 +338,15 @@ def apply_schedules(
             out[gv] = _with_attrs_of(scheduled, func)
             choices.append(KernelChoice(name, "db", workload, skipped))
             continue
-        if transfer and fallback == "auto" and cpu and database is not None:
+        if transfer and fallback != "none" and cpu and database is not None:
             tr = _transfer_for(task_mod, database, target, (tkey, khash, id(database), len(database)))
             if tr[0] is not None:
                 out[gv] = _with_attrs_of(tr[0], func)
                 choices.append(KernelChoice(name, "transfer", workload, skipped, tr[1]))
                 continue
             reason = f"{reason}; {tr[1]}"
-        if fallback == "auto" and cpu:
-            fb = _fallback_for(task_mod, target, (tkey, khash, seed))
+        if fallback != "none" and cpu:
+            fb = _fallback_for(task_mod, target, (tkey, khash, seed, fallback))
             if fb[0] is not None:
                 out[gv] = _with_attrs_of(fb[0], func)
                 choices.append(KernelChoice(name, "fallback", workload, skipped, reason))

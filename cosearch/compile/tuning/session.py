@@ -68,6 +68,9 @@ class TuneOutcome:
     scheduler_race: bool = False  # the call ended early on MetaSchedule's join race (scheduler_raced)
     # new tasks started from a transferred schedule (``tuning.seed``): counts and seconds, or None
     transfer: dict[str, Any] | None = None
+    # candidates built, where ("driver", or "pool": a work pool's workers), and the wall seconds the
+    # tuning loop waited for builds (the rest of ``seconds`` is generation, measurement, persistence)
+    builds: dict[str, Any] | None = None
 
 
 def _record_from(cand, run_res, workload, target):
@@ -251,11 +254,14 @@ def tune_tasks(
     early_stop: EarlyStopRule | None = None,
     progress: Callable[[dict], None] | None = None,
     log_dir: Path | str | None = None,
+    builders: Any = None,
 ) -> TuneOutcome:
     """Tune ``tasks`` (deduplicated by workload) with at most ``trials`` trials.
 
     ``budgets`` caps trials per workload (default: ``tuning.allocate``). Records and
-    history reach ``database_dir`` after every batch. Returns per-workload outcomes."""
+    history reach ``database_dir`` after every batch. ``builders``: a work pool
+    (``cosearch.distributed``) with workers to build the candidates on (``PoolBuilder``);
+    default: this process. Returns per-workload outcomes."""
     from cosearch.compile.tuning.config import TuneConfig
 
     config = config or TuneConfig(trials=max(1, trials))
@@ -265,7 +271,8 @@ def tune_tasks(
     if call.runs and config.transfer:
         _seed(call, target)
     if call.runs:
-        stats, persist = _run(call, target, progress, None if log_dir is None else Path(log_dir) / "tune.log")
+        stats, persist = _run(call, target, progress, None if log_dir is None else Path(log_dir) / "tune.log",
+                              builders)
         _collect(call, target, stats, persist)
     call.outcome.seconds = time.perf_counter() - call.t_start
     return call.outcome
@@ -438,12 +445,12 @@ def _cost_model_and_scheduler(config: "TuneConfig", target: "TargetSpec") -> tup
 
 
 def _run(call: _Call, target: "TargetSpec", progress: Callable[[dict], None] | None,
-         log_file: Path | None) -> tuple[TaskStats, _Persist]:
+         log_file: Path | None, builders: Any = None) -> tuple[TaskStats, _Persist]:
     """MetaSchedule's task scheduler over the prepared tasks, each batch persisted by the monitor."""
     from tvm.s_tir import meta_schedule as ms
 
     from cosearch.compile.codegen.intrin import ensure_tensor_intrinsics
-    from cosearch.compile.tuning.builder import InProcessBuilder
+    from cosearch.compile.tuning.builder import InProcessBuilder, PoolBuilder
 
     config = call.config = call.config.for_tasks(len(call.runs))  # a clock too short per task: the cheap search
     call.outcome.search = {"population": config.population, "genetic_iters": config.genetic_iters,
@@ -471,7 +478,9 @@ def _run(call: _Call, target: "TargetSpec", progress: Callable[[dict], None] | N
             None if config.max_seconds is None else call.t_start + config.max_seconds)]
         cost_model, scheduler = _cost_model_and_scheduler(config, target)
         runner = runners.acquire_runner(target, config)
-        builder = InProcessBuilder(tmp_root=scratch, workers=config.resolved_build_workers())
+        remote = builders is not None and getattr(builders, "workers", 0) > 0
+        builder = (PoolBuilder(builders, tmp_root=scratch) if remote
+                   else InProcessBuilder(tmp_root=scratch, workers=config.resolved_build_workers()))
         try:
             with quiet_native_logs(log_file):
                 scheduler.tune(tasks=contexts, task_weights=[float(r.features.weight) for r in call.runs],
@@ -485,6 +494,9 @@ def _run(call: _Call, target: "TargetSpec", progress: Callable[[dict], None] | N
             call.outcome.scheduler_race = True
         finally:
             runners.release_runner(runner)
+            call.outcome.builds = {"where": "pool" if remote else "driver", "built": builder.built,
+                                   "seconds": round(builder.seconds, 3),
+                                   **({"processes": sorted(builder.pids)} if remote else {})}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return stats, persist
