@@ -20,6 +20,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+if str(ROOT) not in sys.path:  # scripts that import this file as plain ``common`` still reach bench.zoo
+    sys.path.insert(0, str(ROOT))
 
 #: the benches' default models: a small MobileNetV2-like net (mbv2 space, 64x64)
 #: and a NAS-Bench-201 network (C=16, N=5, 32x32), both at batch 1.

@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, print_table, write_results  # noqa: E402
+from bench.common import print_table, write_results  # noqa: E402
 
 
 def questions(c, horizons, max_trials, max_anchor=128):

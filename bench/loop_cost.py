@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io
-import os
 import warnings
 import sys
 import tempfile
