@@ -196,8 +196,75 @@ def test_two_boards_one_session_each_and_tuning_measures_on_both(tiny_onnx, tmp_
         del a, b
         target = dataclasses.replace(load_target("rpc-loopback"), rpc=s)
         runner = make_runner(target, TuneConfig())
-        assert runner.pool._threadpool._max_workers == 2  # noqa: SLF001 - MetaSchedule exposes no count
+        assert runner.retries >= 1  # a failed measurement goes to another board (tests/test_distributed.py)
+        assert runner.inner.pool._threadpool._max_workers == 2  # noqa: SLF001 - MetaSchedule exposes no count
         del runner
         result = tune_and_compile(from_onnx(tiny_onnx), target, database_dir=tmp_path / "db",
                                   config=TuneConfig(trials=8, trials_per_iter=8, seed=0, patience=None))
     assert result.trials_run >= 4 and any(t.source == "tuned" for t in result.tasks)
+
+
+@pytest.mark.parametrize("fault", ["hang", "reboot"])
+def test_a_hung_or_rebooted_board_is_cut_off_and_its_candidate_measured_on_another(fault, tiny_onnx, tmp_path):
+    """Two loopback boards, one of them faulty. "hang": stopped (SIGSTOP), it accepts the
+    connection and never answers; MetaSchedule's own session timeout never fires there (its timer
+    needs the GIL the native RPC call holds), so the session is ended by ``tuning.retry``'s alarm.
+    "reboot": the board dies (SIGKILL, server and session process) in the middle of a measurement,
+    which fails at once. Either way the candidate is measured again on the other board (the retry
+    counted), nothing is recorded as failed, and the call writes records."""
+    import dataclasses
+    import os
+    import signal
+    import threading
+
+    import psutil
+
+    from cosearch.compile import engine
+    from cosearch.compile.frontend import from_onnx
+    from cosearch.compile.target import load_target
+    from cosearch.compile.tuning.config import TuneConfig
+
+    timeout_s = 20
+    rpc = LocalRPC(key=f"cosearch-{fault}", port=0, servers=2, session_timeout_s=timeout_s)
+    with rpc as s:
+        bad = rpc._server.proc._proc.pid  # noqa: SLF001 - the first board's server process
+
+        def reboot_mid_measurement() -> None:  # a session process that has lived 0.2 s is measuring
+            first: dict[int, float] = {}
+            for _ in range(6000):
+                now = time.monotonic()
+                kids = psutil.Process(bad).children(recursive=True)
+                for c in kids:
+                    first.setdefault(c.pid, now)
+                if any(now - first[c.pid] >= 0.2 for c in kids):
+                    for c in kids:
+                        c.kill()
+                    os.kill(bad, signal.SIGKILL)
+                    return
+                time.sleep(0.01)
+
+        if fault == "hang":
+            os.kill(bad, signal.SIGSTOP)
+        else:
+            threading.Thread(target=reboot_mid_measurement, daemon=True).start()
+        try:
+            target = dataclasses.replace(load_target("rpc-loopback"), rpc=s)
+            t0 = time.monotonic()
+            # measurements of ~0.5 s (number x repeat), so the reboot lands inside one
+            out = engine.tune_tasks(engine.plan(from_onnx(tiny_onnx), target).tasks, target,
+                                    database_dir=tmp_path / "db", trials=8,
+                                    config=TuneConfig(trials=8, trials_per_iter=8, seed=0, patience=None,
+                                                      transfer=False, number=10000, repeat=5))
+            took = time.monotonic() - t0
+        finally:
+            try:
+                os.kill(bad, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert out.measure is not None and out.measure["retried"] >= 1, out.measure
+    assert out.measure["failed"] == 0, out.measure
+    assert out.trials_run >= 4 and out.records_written >= 1
+    if fault == "hang":  # cut off at the session timeout
+        assert took >= timeout_s, took
+    else:  # the measurement failed when the board died, before any timeout
+        assert took < timeout_s, took

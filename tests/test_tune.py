@@ -258,9 +258,19 @@ def test_compile_only_target_never_tunes_but_uses_database(tuned_a, host, tmp_pa
     target = load_target(str(p))
     cfg = TuneConfig(trials=16)
     fresh = tune_and_compile(imported, target, database_dir=tmp_path / "empty", config=cfg)
-    # no records: convolutions get the seeded fallback schedule, the rest TVM's default
-    assert fresh.trials_run == 0 and {t.source for t in fresh.tasks} == {"untuned", "fallback"}
-    assert {t.name for t in fresh.tasks if t.source == "fallback"} >= {"fused_conv2d_add_relu"}
+    # no records: convolutions get a seeded design-space sample, the rest the light schedule; the
+    # old rule (fallback="mac") leaves the rest at TVM's default
+    assert fresh.trials_run == 0 and {t.source for t in fresh.tasks} == {"fallback"}
+    assert {t.name for t in fresh.tasks} > {"fused_conv2d_add_relu"}
+    from cosearch.compile.codegen import compile_with_database
+    from cosearch.compile.storage import database as dbmod
+
+    choices: list = []
+    mac = compile_with_database(imported.mod, target, dbmod.open_database(tmp_path / "empty"), fallback="mac",
+                                report=choices)
+    assert {c.source for c in choices} == {"default", "fallback"}
+    assert {c.name for c in choices if c.source == "fallback"} >= {"fused_conv2d_add_relu"}
+    np.testing.assert_allclose(_run(mac), ref, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(_run(fresh.executable), ref, rtol=1e-4, atol=1e-5)
     reused = tune_and_compile(imported, target, database_dir=db, config=cfg)
     assert reused.trials_run == 0 and {t.source for t in reused.tasks} == {"db"}

@@ -40,10 +40,14 @@ def make_runner(target: "TargetSpec", config: "TuneConfig"):
             session_timeout_sec=int(math.ceil(target.rpc.session_timeout_s)),
         )
         # one candidate per board at a time, every board at once: the tracker leases each session a
-        # free board (a busy one is never handed out twice)
+        # free board (a busy one is never handed out twice); a failed measurement is measured again
+        # (``tuning.retry``: a hung or rebooted board's candidate goes to another board)
         from cosearch.compile.deploy.rpc import boards
+        from cosearch.compile.tuning.retry import RPC_RETRIES, RetryingRunner, bounded_cleanup, bounded_session
 
-        return ms.runner.RPCRunner(rpc_config=rpc, evaluator_config=evaluator, max_workers=max(1, boards(target.rpc)))
+        inner = ms.runner.RPCRunner(rpc_config=rpc, evaluator_config=evaluator, max_workers=max(1, boards(target.rpc)),
+                                    f_create_session=bounded_session, f_cleanup=bounded_cleanup)
+        return RetryingRunner(inner, retries=RPC_RETRIES)
     return ms.runner.LocalRunner(
         timeout_sec=config.runner_timeout_s,
         evaluator_config=evaluator,
@@ -87,7 +91,7 @@ def release_runner(runner) -> None:
     """End of a call: a shared local runner stays; any other is shut down."""
     if any(runner is r for r in _LOCAL_RUNNERS.values()):
         return
-    pool = getattr(runner, "pool", None)
+    pool = getattr(getattr(runner, "inner", runner), "pool", None)
     if pool is not None:
         pool.shutdown()
 

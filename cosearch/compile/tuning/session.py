@@ -71,6 +71,9 @@ class TuneOutcome:
     # candidates built, where ("driver", or "pool": a work pool's workers), and the wall seconds the
     # tuning loop waited for builds (the rest of ``seconds`` is generation, measurement, persistence)
     builds: dict[str, Any] | None = None
+    # RPC measurements measured again after a failure (a hung or rebooted board: ``tuning.retry``)
+    # and still failed after that, with the first errors; None for a local runner
+    measure: dict[str, Any] | None = None
 
 
 def _record_from(cand, run_res, workload, target):
@@ -494,6 +497,7 @@ def _run(call: _Call, target: "TargetSpec", progress: Callable[[dict], None] | N
             call.outcome.scheduler_race = True
         finally:
             runners.release_runner(runner)
+            call.outcome.measure = runner.counts() if hasattr(runner, "counts") else None
             call.outcome.builds = {"where": "pool" if remote else "driver", "built": builder.built,
                                    "seconds": round(builder.seconds, 3),
                                    **({"processes": sorted(builder.pids)} if remote else {})}
