@@ -278,3 +278,26 @@ def test_a_lost_build_worker_fails_only_its_candidates():
     results = PoolBuilder(_LostWorkerPool()).build([BuilderInput(mod, tvm.target.Target("llvm"))] * 2)
     assert [r.artifact_path for r in results] == [None, None]
     assert all("worker lost" in r.error_msg and "WorkerCrashedError" in r.error_msg for r in results)
+
+
+def test_split_budgets_and_merge_of_parts():
+    """The split of a tuning call (largest budget first, to the lightest part; deterministic) and
+    the merge of its parts: trials and per-task results added up, a lost part ends the call early,
+    measurement retries summed."""
+    from cosearch.distributed.tune import merge, split_budgets
+
+    parts = split_budgets({"a": 8, "b": 4, "c": 4, "d": 2}, 2)
+    assert parts == [{"a": 8, "d": 2}, {"b": 4, "c": 4}]  # d ties 8 / 8: the lower part
+    assert parts == split_budgets({"d": 2, "c": 4, "b": 4, "a": 8}, 2)
+    assert split_budgets({"a": 3}, 4) == [{"a": 3}]
+
+    def part(w: str, trials: int, retried: int) -> dict:
+        return {"trials": trials, "seconds": 1.0, "best_us": {w: 5.0}, "trials_per_task": {w: trials},
+                "ended_early": False, "builds": {"built": trials}, "pid": 1,
+                "measure": {"retried": retried, "failed": 0, "errors": ["RPCRunner: x"] * retried}}
+
+    m = merge([part("a", 8, 1), part("b", 6, 2)], [None, None], 3.0)
+    assert m["trials"] == 14 and m["trials_per_task"] == {"a": 8, "b": 6} and not m["ended_early"]
+    assert m["measure"]["retried"] == 3 and m["measure"]["failed"] == 0 and len(m["measure"]["errors"]) == 3
+    lost = merge([part("a", 8, 0), None], [None, "WorkerCrashedError"], 3.0)
+    assert lost["ended_early"] and lost["builds"]["lost"] == ["WorkerCrashedError"] and lost["trials"] == 8

@@ -74,7 +74,7 @@ def tune_part(spec: dict[str, Any], tasks: Sequence[tuple[Any, str]], budgets: d
     return {"trials": int(out.trials_run), "seconds": float(out.seconds), "records": int(out.records_written),
             "best_us": {w: o.best_us for w, o in out.tasks.items()},
             "trials_per_task": {w: int(o.trials) for w, o in out.tasks.items()},
-            "ended_early": bool(out.scheduler_race), "builds": out.builds,
+            "ended_early": bool(out.scheduler_race), "builds": out.builds, "measure": out.measure,
             "pid": os.getpid(), "host": socket.gethostname()}
 
 
@@ -82,7 +82,10 @@ def merge(parts: Sequence[dict[str, Any] | None], errors: Sequence[str | None], 
     """The parts' outcomes as one call's: trials and per-task results added up, ``seconds`` the
     call's wall time, ``ended_early`` when any part ended early or was lost (``errors``)."""
     done = [p for p in parts if p is not None]
-    return {"trials": sum(p["trials"] for p in done), "seconds": seconds,
+    measured = [p["measure"] for p in done if p.get("measure")]
+    return {"measure": {"retried": sum(m["retried"] for m in measured), "failed": sum(m["failed"] for m in measured),
+                        "errors": [e for m in measured for e in m["errors"]][:3]} if measured else None,
+            "trials": sum(p["trials"] for p in done), "seconds": seconds,
             "best_us": {w: v for p in done for w, v in p["best_us"].items()},
             "trials_per_task": {w: n for p in done for w, n in p["trials_per_task"].items()},
             "ended_early": any(p["ended_early"] for p in done) or any(errors),

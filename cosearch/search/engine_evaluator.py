@@ -108,7 +108,7 @@ class EngineEvaluator(Evaluator):
         return TuneResult(int(out.trials_run), float(out.seconds),
                           {w: o.best_us for w, o in out.tasks.items()},
                           {w: int(o.trials) for w, o in out.tasks.items()}, ended_early=out.scheduler_race,
-                          builds=out.builds)
+                          builds=out.builds, measure=out.measure)
 
     def _parts(self, n_tasks: int) -> int:
         """How many tuning calls at once: one per board of an RPC target, when the search has
@@ -139,7 +139,7 @@ class EngineEvaluator(Evaluator):
                 errors.append(first_line(e))
         m = merge(done, errors, time.perf_counter() - t0)
         return TuneResult(m["trials"], m["seconds"], m["best_us"], m["trials_per_task"], ended_early=m["ended_early"],
-                          builds=m["builds"])
+                          builds=m["builds"], measure=m["measure"])
 
     def measure(self, arch: str, *, final: bool = False) -> Measured:
         from cosearch.compile import engine

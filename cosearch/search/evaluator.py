@@ -83,6 +83,9 @@ class TuneResult:
     #: candidates built and the seconds the call waited for builds, and where they ran
     #: ("driver", or "pool": the search's workers), or None (not reported)
     builds: dict[str, Any] | None = None
+    #: RPC measurements measured again after a failure (a hung or rebooted board) and still failed
+    #: (``compile.tuning.retry``), or None (a local runner)
+    measure: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

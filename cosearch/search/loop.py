@@ -436,7 +436,9 @@ class Search:
                      gain_pred_us=gain_pred_us, gain_us=gain if known else None,
                      best_us={w: self.state[w].best_us for w in budgets},
                      **({"ended_early": True} if res.ended_early else {}),
-                     **({"builds": res.builds} if res.builds else {}))
+                     **({"builds": res.builds} if res.builds else {}),
+                     **({"measure": res.measure} if res.measure and (res.measure["retried"] or res.measure["failed"])
+                        else {}))
 
     def do_measure(self, rec: Rec, *, remeasure: bool = False) -> bool:
         s, _ = self.kernel_sum_ms(rec)
