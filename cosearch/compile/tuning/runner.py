@@ -88,10 +88,12 @@ def acquire_runner(target: "TargetSpec", config: "TuneConfig"):
 
 
 def release_runner(runner) -> None:
-    """End of a call: a shared local runner stays; any other is shut down."""
-    if any(runner is r for r in _LOCAL_RUNNERS.values()):
+    """End of a call: a shared local runner stays (also when wrapped: ``RetryingRunner``, a test's
+    wrapper, each holding it as ``inner``); any other is shut down."""
+    base = getattr(runner, "inner", runner)
+    if any(base is r for r in _LOCAL_RUNNERS.values()):
         return
-    pool = getattr(getattr(runner, "inner", runner), "pool", None)
+    pool = getattr(base, "pool", None)
     if pool is not None:
         pool.shutdown()
 
