@@ -87,7 +87,7 @@ class RetryFuture(PyRunnerFuture):
 @derived_object
 class RetryingRunner(PyRunner):
     """``inner``'s measurements, each failed one measured again up to ``retries`` times. Counts
-    the retries (``retried``; first lines of the errors in ``errors``) and the measurements still
+    the retries (``retried``; each error's first and last line in ``errors``) and the measurements still
     failed after them (``failed``)."""
 
     def __init__(self, inner, *, retries: int = RPC_RETRIES) -> None:
