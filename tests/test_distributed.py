@@ -223,7 +223,9 @@ def test_search_splits_tuning_calls_over_two_boards(ray_workers, tmp_path):
     """Real TVM: a search on an RPC target with two loopback boards and two workers runs each
     tuning call of two or more tasks as two parts, one per worker (``distributed.tune``), in
     processes other than the driver; every task gets the trials the driver gave it, the records
-    reach the one database, and the front's artifacts are measured."""
+    reach the one database, and the front's artifacts are measured. With ``--overlap 4`` the
+    archs that pass the gates (here two or more of the four) have their new tasks tuned in one
+    call and are measured side by side, each by a worker on a board (``distributed.measure``)."""
     from conftest import write_target_file
     from cosearch.cli import main
     from cosearch.compile.deploy.rpc import LocalRPC
@@ -232,11 +234,16 @@ def test_search_splits_tuning_calls_over_two_boards(ray_workers, tmp_path):
     with LocalRPC(key="cosearch-split", port=0, servers=2, session_timeout_s=60) as s:
         tfile = write_target_file(tmp_path / "two-boards.json", "rpc-loopback", rpc={
             "tracker_host": s.tracker_host, "tracker_port": s.tracker_port, "key": s.key, "session_timeout_s": 60})
-        rc = main(["search", "--target", str(tfile), "--space", "nb201", "--estimator", "naswot", "--max-archs", "3",
+        rc = main(["search", "--target", str(tfile), "--space", "nb201", "--estimator", "naswot", "--max-archs", "4",
                    "--calibration-archs", "2", "--trials-per-task", "2", "--tune-batch", "2", "--workers", "2",
-                   "--schedules", str(tmp_path / "sched"), "--out", str(out), "--no-progress"])
+                   "--overlap", "4", "--schedules", str(tmp_path / "sched"), "--out", str(out), "--no-progress"])
     assert rc == 0
-    tunes = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines() if '"tune"' in line]
+    events = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
+    group = [e for e in events if e["event"] == "measure" and e.get("group")]
+    assert len(group) >= 2 and all(e["ok"] and e["ms"] > 0 for e in group), group
+    assert all(e.get("worker") and not e["worker"].endswith(f":{os.getpid()}") for e in group)
+    assert any(e["event"] == "tune" and e.get("archs") == [g["key"] for g in group] for e in events)
+    tunes = [e for e in events if e["event"] == "tune"]
     split = [t for t in tunes if (t.get("builds") or {}).get("where") == "split"]
     assert split, tunes
     for t in split:

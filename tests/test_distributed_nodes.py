@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
 
 
 def test_a_node_lost_mid_task_has_its_work_run_again_on_another_node(tmp_path):

@@ -36,7 +36,7 @@ def _events(d: Path, kind: str) -> list[dict]:
 def test_joint_is_deterministic_under_a_seed(tmp_path):
     r1 = _search(tmp_path, "a", seed=3).run()
     r2 = _search(tmp_path, "b", seed=3).run()
-    r3 = _search(tmp_path, "c", seed=4).run()
+    _search(tmp_path, "c", seed=4).run()
     arch = lambda d: [e["arch"] for e in _events(tmp_path / d, "propose")]  # noqa: E731
     assert arch("a") == arch("b") and len(arch("a")) == 12
     assert arch("a") != arch("c")
@@ -209,3 +209,33 @@ def test_strategies_are_registered_plug_ins():
     assert all(STRATEGIES.get(n).name == n for n in STRATEGIES.names())
     with pytest.raises(CosearchError, match="unknown strategy 'greedy'; valid: brute, joint, sequential"):
         SearchConfig(strategy="greedy", max_archs=2)
+
+
+def test_overlap_finishes_archs_together(tmp_path):
+    """``--overlap K``: the joint strategy gates up to K screened archs on the same front, tunes
+    their new tasks in one call (``archs`` of the ``tune`` event) and measures them as one group,
+    in that order; K = 1 is the search without the option (same hash, no groups)."""
+    base = dict(space="nb201", estimator="synthetic", evaluator="fake", max_archs=16, seed=5)
+    assert SearchConfig(**base, overlap=1).hash() == SearchConfig(**base).hash() != SearchConfig(**base, overlap=4).hash()
+    with pytest.raises(CosearchError, match="overlap"):
+        SearchConfig(**base, overlap=0)
+    _search(tmp_path, "one", seed=5, max_archs=16).run()
+    assert not any(t.get("archs") for t in _events(tmp_path / "one", "tune"))
+    assert not any("group" in m for m in _events(tmp_path / "one", "measure"))
+    res = _search(tmp_path, "four", seed=5, max_archs=16, overlap=4).run()
+    assert res["pareto"]
+    events = read_journal(tmp_path / "four" / "journal.jsonl")
+    together = [i for i, e in enumerate(events) if e["event"] == "tune" and e.get("archs")]
+    assert together
+    plans = {e["key"]: {t[0] for t in e["tasks"]} for e in events if e["event"] == "plan"}
+    for i in together:
+        tune = events[i]
+        assert 2 <= len(tune["archs"]) <= 4
+        # one call holds the new tasks of every arch of the group (each arch's tasks untuned before it)
+        assert set(tune["workloads"]) <= set().union(*(plans[k] for k in tune["archs"]))
+        measured = [e for e in events[i + 1:i + 1 + len(tune["archs"])]]
+        assert [m["event"] for m in measured] == ["measure"] * len(tune["archs"])
+        assert [m["key"] for m in measured] == tune["archs"]
+        assert len({m["group"] for m in measured}) == 1
+    groups = [e["group"] for e in events if e["event"] == "measure" and "group" in e]
+    assert groups == sorted(groups)

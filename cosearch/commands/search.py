@@ -39,6 +39,10 @@ def add_search_options(p, *, strategies: bool = True) -> None:
     p.add_argument("--lookahead", default=None, metavar="N",
                    help="architectures proposed ahead of the one screened (default 1; 2 x --workers with workers); "
                    "the search's decisions depend on it, not on the number of workers")
+    p.add_argument("--overlap", default=None, metavar="K",
+                   help="joint: finish K screened architectures together: gated on the same front, their new "
+                   "tasks tuned in one call (split over RPC boards), measured side by side on boards "
+                   "(default 1; docs/distributed.md)")
     p.add_argument("--no-progress", action="store_true", help="no live display")
 
 
@@ -118,6 +122,7 @@ def given_settings(args, *, strategy: str | None = None) -> dict:
         "train_data": getattr(args, "train_data", None),
         "train_limit": _int("--train-limit", getattr(args, "train_limit", None), 3),
         "lookahead": _int("--lookahead", getattr(args, "lookahead", None)),
+        "overlap": _int("--overlap", getattr(args, "overlap", None)),
     }
     return {k: v for k, v in given.items() if v is not None}
 
@@ -146,7 +151,7 @@ def run(args) -> int:
         explicit = [a for a in ("space", "estimator", "target", "budget", "max_archs", "seed", "strategy", "proxy",
                                 "subset", "trials_per_task", "tune_batch", "population", "evaluator",
                                 "latency_max_ms", "calibration_archs", "train_pareto", "train_epochs",
-                                "train_data", "train_limit", "lookahead") if getattr(args, a, None) is not None]
+                                "train_data", "train_limit", "lookahead", "overlap") if getattr(args, a, None) is not None]
         if args.out is not None:
             raise CosearchError("--resume DIR continues DIR; do not give --out with it")
         if explicit:

@@ -138,6 +138,9 @@ class SearchConfig:
     # architectures proposed ahead of the one being screened (their plans and scores computed by
     # workers meanwhile, docs/distributed.md); decisions depend on it, never on the number of workers
     lookahead: int = 1
+    # batch members the joint strategy finishes together (gated on the same front, their new tasks
+    # tuned in one call, measured side by side where the target has boards); 1: one at a time
+    overlap: int = 1
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -149,7 +152,7 @@ class SearchConfig:
         if self.budget_s is not None and not (self.budget_s > 0 and math.isfinite(self.budget_s)):
             raise CosearchError(f"budget must be a positive duration, got {self.budget_s!r} s")
         for name in ("max_archs", "subset", "trials_per_task", "tune_batch", "population", "calibration_archs",
-                     "lookahead"):
+                     "lookahead", "overlap"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise CosearchError(f"{name} must be a positive integer, got {v!r}")
@@ -190,8 +193,9 @@ class SearchConfig:
         """Identity of the *search* (the post-search training settings may change on resume)."""
         skip = ("train_pareto",) if self.train_rung else TRAIN_FIELDS  # the training rung's settings are the search's
         d = {k: v for k, v in self.to_dict().items() if k not in skip}
-        if d.get("lookahead") == 1:  # the default: the hash of runs from before the option stays
-            del d["lookahead"]
+        for name in ("lookahead", "overlap"):  # the defaults: the hash of runs from before the options stays
+            if d.get(name) == 1:
+                del d[name]
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -111,8 +111,9 @@ class EngineEvaluator(Evaluator):
                           builds=out.builds, measure=out.measure)
 
     def _parts(self, n_tasks: int) -> int:
-        """How many tuning calls at once: one per board of an RPC target, when the search has
-        workers to run them (``distributed.tune``); else 1."""
+        """How many pieces of ``n_tasks`` (a call's tasks, a group's archs) run at once: one per board
+        of an RPC target, when the search has workers to run them (``distributed.tune``,
+        ``distributed.measure``); else 1."""
         if (self.target.measure != "rpc" or self.work is None or not self.work.workers or self.work_spec is None
                 or n_tasks < 2):
             return 1
@@ -169,6 +170,24 @@ class EngineEvaluator(Evaluator):
         if final:
             self._exe[arch] = (exe, res.latency)
         return Measured(float(res.latency.median_ms), None, "measure", time.perf_counter() - t0)
+
+    def measure_many(self, archs: Sequence[str]) -> list[tuple[Measured, str | None]]:
+        """Side by side on the target's RPC boards when the search has workers: each arch compiled
+        and measured in a worker (``distributed.measure``), on the board the tracker hands it; an
+        arch whose worker is lost for good is measured here. Else one after the other."""
+        if self._parts(len(archs)) < 2:
+            return super().measure_many(archs)
+        from cosearch.distributed.measure import measure_arch
+
+        pending = [self.work.submit(measure_arch, self.work_spec, a) for a in archs]
+        out: list[tuple[Measured, str | None]] = []
+        for a, p in zip(archs, pending):
+            try:
+                m, where = p.result()
+            except Exception:  # noqa: BLE001 - lost work is done again here
+                m, where = self.measure(a), None
+            out.append((m, where))
+        return out
 
     def measuring(self, what: str):
         """The local CPU's lease only where the target is measured on it (an RPC board is leased

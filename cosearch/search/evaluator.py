@@ -189,6 +189,12 @@ class Evaluator(abc.ABC):
     @abc.abstractmethod
     def measure(self, arch: str, *, final: bool = False) -> Measured: ...
 
+    def measure_many(self, archs: Sequence[str]) -> list[tuple[Measured, str | None]]:
+        """Measure several archs (the joint strategy's ``--overlap``): per arch, in the order
+        given, (its ``Measured``, the worker that measured it or None for this process). Here
+        one after the other; an evaluator whose target has RPC boards measures them side by side."""
+        return [(self.measure(a), None) for a in archs]
+
     @abc.abstractmethod
     def export(self, arch: str, out_dir: Path, *, config: dict[str, Any]) -> None:
         """Artifact of the last ``measure(arch, final=True)``."""

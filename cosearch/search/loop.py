@@ -22,7 +22,7 @@ from cosearch.search import value as V
 from cosearch.search.archive import Rec, measured_front
 from cosearch.search.config import POLICY, Policy, SearchConfig
 from cosearch.search.curves import CurveBook, TaskCurve, curves_from_samples, elements_of
-from cosearch.search.evaluator import Evaluator, Plan, Task, TaskState
+from cosearch.search.evaluator import Evaluator, Measured, Plan, Task, TaskState
 from cosearch.search.journal import Journal, read_journal
 from cosearch.search.predictors import (AccuracyPredictor, Calibration, TaskLatencyPredictor, accuracy_store,
                                         task_store)
@@ -82,6 +82,7 @@ class Search:
         self.hv = 0.0
         self.generations: list[tuple[float, float]] = []  # (seconds, front hypervolume gain) of each generation
         self.phase = 1
+        self.groups = 0  # archs measured together (joint's --overlap)
         self.done = False
         self.strategy = STRATEGIES.get(cfg.strategy)(self)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -393,7 +394,10 @@ class Search:
         self.j.write("latency_pred", key=rec.key, ms=rec.lat_pred_ms, source=source or ("db" if not missing else "model"),
                      missing_tasks=missing, kernel_sum_ms=s, opt_ms=self.optimistic_ms(rec))
 
-    def tune(self, budgets: dict[str, int], *, reason: str, gain_pred_us: float | None = None) -> None:
+    def tune(self, budgets: dict[str, int], *, reason: str, gain_pred_us: float | None = None,
+             archs: list[str] | None = None) -> None:
+        """One tuning call of ``budgets`` (workload -> trials), journaled as a ``tune`` event
+        (``archs``: the keys of the archs whose new tasks it tunes together, ``--overlap``)."""
         budgets = {w: n for w, n in budgets.items() if n > 0}
         if not budgets:
             return
@@ -433,7 +437,7 @@ class Search:
             if not res.ended_early and res.trials_per_task.get(w, 0) == 0 and c is not None and not c.exhausted:
                 self.book.curves[w] = dataclasses.replace(c, exhausted=True)
         self.j.write("tune", workloads=list(budgets), trials=res.trials, seconds=res.seconds, reason=reason,
-                     gain_pred_us=gain_pred_us, gain_us=gain if known else None,
+                     gain_pred_us=gain_pred_us, gain_us=gain if known else None, **({"archs": archs} if archs else {}),
                      best_us={w: self.state[w].best_us for w in budgets},
                      **({"ended_early": True} if res.ended_early else {}),
                      **({"builds": res.builds} if res.builds else {}),
@@ -442,18 +446,46 @@ class Search:
 
     def do_measure(self, rec: Rec, *, remeasure: bool = False) -> bool:
         s, _ = self.kernel_sum_ms(rec)
-        pred = self.cal.apply(s)
         try:
             m = self.ev.measure(rec.arch)
         except CosearchError:
             raise
         except Exception as e:  # noqa: BLE001
-            self.j.write("measure", key=rec.key, ms=None, pred_ms=pred, ok=False, error=str(e)[:300], seconds=0.0)
-            self.fail(rec, "measure", e)
+            return self.took_measure(rec, e, s)
+        return self.took_measure(rec, m, s, remeasure=remeasure)
+
+    def do_measure_many(self, recs: list[Rec]) -> list[bool]:
+        """Measure ``recs`` together (``Evaluator.measure_many``: side by side on RPC boards when
+        the search has workers) and take the results in the order given; their ``measure``
+        events carry the group's number. One arch: ``do_measure``."""
+        if len(recs) == 1:
+            return [self.do_measure(recs[0])]
+        sums = [self.kernel_sum_ms(r)[0] for r in recs]
+        try:
+            got = self.ev.measure_many([r.arch for r in recs])
+        except CosearchError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            got = [(e, None)] * len(recs)
+        self.groups += 1
+        return [self.took_measure(r, m, s, group=self.groups, where=where)
+                for r, s, (m, where) in zip(recs, sums, got)]
+
+    def took_measure(self, rec: Rec, m: Measured | Exception, s: float, *, remeasure: bool = False,
+                     group: int | None = None, where: str | None = None) -> bool:
+        """Journal the measurement ``m`` of ``rec`` (kernel sum ``s`` ms when it was asked for; an
+        exception: the evaluator raised) and take it into the archive and the calibration; a failed
+        one fails the arch."""
+        pred = self.cal.apply(s)
+        extra = {**({"group": group} if group is not None else {}), **({"worker": where} if where else {})}
+        if isinstance(m, Exception):
+            self.j.write("measure", key=rec.key, ms=None, pred_ms=pred, ok=False, error=str(m)[:300], seconds=0.0,
+                         **extra)
+            self.fail(rec, "measure", m)
             return False
         self.work_seconds += m.seconds
         self.j.write("measure", key=rec.key, ms=m.ms, pred_ms=pred, ok=m.ok, error=m.error, seconds=m.seconds,
-                     sum_ms=s, remeasure=remeasure)
+                     sum_ms=s, remeasure=remeasure, **extra)
         if not m.ok:
             if not remeasure:
                 self.fail(rec, m.stage, m.error or "measurement failed")

@@ -103,6 +103,7 @@ class Replay:
 
     def measure(self, ev: dict[str, Any], r: Rec) -> None:
         s = self.search
+        s.groups = max(s.groups, int(ev.get("group") or 0))  # group numbers go on after a resume
         if ev.get("ok") and not ev.get("final"):
             if not ev.get("remeasure") and r.lat_pred_ms and r.ms is None:
                 s.arch_err.append(math.log(r.lat_pred_ms / float(ev["ms"])))

@@ -53,8 +53,9 @@ class Joint(Strategy):
                 if len(batch) >= size:
                     break
             reason = screening.reason
-            for rec, handle in batch:
-                self.finish(rec, handle)
+            k = s.cfg.overlap
+            for i in range(0, len(batch), k):
+                self.finish_group(batch[i:i + k])
                 s.update_progress()
             self.generation_done(t_gen, hv_gen)
             if s.budget_left():
@@ -278,27 +279,38 @@ class Joint(Strategy):
             return False
         return True
 
-    def finish(self, rec: Rec, handle: Any) -> None:
-        """The expensive rungs: defer if predictions say it cannot reach the front, else tune its
-        new tasks, compile and measure."""
+    def finish_group(self, group: list[tuple[Rec, Any]]) -> None:
+        """The expensive rungs of ``--overlap`` archs at once: each deferred if predictions say it
+        cannot reach the front (all gated on the front as it is now); the others' new tasks tuned
+        in one call (per task the largest budget any of them asks), then measured together
+        (``Search.do_measure_many``: side by side on RPC boards), then each taken in order."""
         s = self.search
-        gate = self.predicted_front_gate(rec)
-        if gate is not None or not s.budget_left():
-            a = s.acc_est(rec)
-            s.stop_arch(rec, "deferred_dominated_by_predictions" if gate is not None else "deferred_budget",
-                           a, gate if gate is not None else rec.lat_pred_ms)
-            s.deferred.add(rec.key)
-            s.tell(handle, rec, (a, rec.lat_pred_ms) if a is not None else None)
+        go = []
+        for rec, handle in group:
+            gate = self.predicted_front_gate(rec)
+            if gate is not None or not s.budget_left():
+                a = s.acc_est(rec)
+                s.stop_arch(rec, "deferred_dominated_by_predictions" if gate is not None else "deferred_budget",
+                            a, gate if gate is not None else rec.lat_pred_ms)
+                s.deferred.add(rec.key)
+                s.tell(handle, rec, (a, rec.lat_pred_ms) if a is not None else None)
+            else:
+                go.append((rec, handle))
+        if not go:
             return
-        s.tune(self.new_task_budgets(rec, s.cfg.tune_batch), reason="new_tasks")
-        if s.do_measure(rec):
-            if s.cfg.train_rung:
+        budgets: dict[str, int] = {}
+        for rec, _ in go:
+            for w, n in self.new_task_budgets(rec, s.cfg.tune_batch).items():
+                budgets[w] = max(budgets.get(w, 0), n)
+        s.tune(budgets, reason="new_tasks", archs=[r.key for r, _ in go] if len(go) > 1 else None)
+        for (rec, handle), ok in zip(go, s.do_measure_many([r for r, _ in go])):
+            if not ok:
+                s.tell(handle, rec, None)
+            elif s.cfg.train_rung:
                 s.do_train(rec, handle)  # tells
-                return
-            s.refresh_front()
-            s.tell(handle, rec, (rec.acc, rec.ms))
-        else:
-            s.tell(handle, rec, None)
+            else:
+                s.refresh_front()
+                s.tell(handle, rec, (rec.acc, rec.ms))
 
     def refine(self) -> None:
         """Tune further the tasks that move the front (``refine_once``), repeatedly while tuning
@@ -346,7 +358,7 @@ class Joint(Strategy):
                 continue
             p = s.book.model.predict(c, st.trials + step)
             gains[w] = (max(0.0, c.points[-1][1] - p.us) * u, step)
-        chosen = sorted((w for w in gains if gains[w][0] >= threshold), key=lambda w: (-gains[w][0], w))[:s.policy.refine_tasks]
+        chosen = sorted((w for w in gains if gains[w][0] >= threshold), key=lambda w: (-gains[w][0], w))[:max(s.policy.refine_tasks, cfg.overlap)]
         for w in gains:
             if w not in chosen and w not in s.stopped_tasks:
                 s.stopped_tasks.add(w)
