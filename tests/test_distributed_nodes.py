@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 
-
 def test_a_node_lost_mid_task_has_its_work_run_again_on_another_node(tmp_path):
     import ray
     from ray.cluster_utils import Cluster

@@ -327,8 +327,10 @@ class Joint(Strategy):
                 return
 
     def refine_once(self, share: float) -> bool:
-        """One refine step at gain threshold ``share`` of the candidates' kernel time;
-        re-measures front members whose kernel sum dropped by > 10 %. True if it tuned."""
+        """One refine step at gain threshold ``share`` of the candidates' kernel time: the tasks
+        above it, at most ``Policy.refine_tasks`` (or ``--overlap`` K, if larger: K boards run K
+        tasks' parts side by side), in one call; re-measures front members whose kernel sum
+        dropped by > 10 %. True if it tuned."""
         s = self.search
         cfg = s.cfg
         front = s.front_points()
