@@ -308,3 +308,55 @@ def test_split_budgets_and_merge_of_parts():
     assert m["measure"]["retried"] == 3 and m["measure"]["failed"] == 0 and len(m["measure"]["errors"]) == 3
     lost = merge([part("a", 8, 0), None], [None, "WorkerCrashedError"], 3.0)
     assert lost["ended_early"] and lost["builds"]["lost"] == ["WorkerCrashedError"] and lost["trials"] == 8
+
+
+@pytest.mark.tvm
+def test_a_tuning_part_writes_nothing_and_its_records_reach_the_database_through_the_driver(tiny_onnx, tmp_path):
+    """Real TVM, one writer: a part of a split tuning call tunes from the driver's snapshot in a
+    scratch database and never touches the run's database (its worker's schedules path here is
+    another, empty folder: a node without the shared filesystem); what it found reaches the run's
+    database only when the driver appends it (``absorb``), with its history, and compiles into a
+    module whose output equals ONNX Runtime's."""
+    import numpy as np
+    import onnxruntime as ort
+    import tvm
+
+    from cosearch.compile import engine
+    from cosearch.compile.frontend import from_onnx
+    from cosearch.compile.pipeline import compile_plan
+    from cosearch.compile.storage import database as dbmod
+    from cosearch.compile.storage import history as hist
+    from cosearch.compile.target import load_target
+    from cosearch.compile.tuning.config import TuneConfig
+    from cosearch.distributed.tune import absorb, snapshot, task_payload, tune_part
+    from cosearch.search.api import worker_evaluator
+    from cosearch.search.config import SearchConfig
+
+    target = load_target("host")
+    plan = engine.plan(from_onnx(tiny_onnx), target)
+    task = max((t for t in plan.tasks if t.tunable), key=lambda t: float(t.features.flops))
+    run_db, worker_db = tmp_path / "run-db", tmp_path / "worker-db"
+    engine.tune_tasks([task], target, database_dir=run_db, trials=2,
+                      config=TuneConfig(trials=2, seed=0, patience=None, transfer=False))
+    before = dbmod.record_count(run_db)
+    start = snapshot(run_db, [task], keep=8)
+    assert start["records"] and any(e["event"] == "batch" for e in start["history"])
+    spec = {"factory": worker_evaluator, "schedules": str(worker_db),
+            "search": SearchConfig(space="nb201", estimator="naswot", target="host", max_archs=1).to_dict()}
+    cfg = TuneConfig(trials=4, seed=1, patience=None, transfer=False)
+    part = tune_part(spec, [task_payload(task)], {task.workload: 4}, cfg.to_dict(), start)
+    assert part["trials"] == 4 and part["new_records"] and part["new_history"]
+    assert dbmod.record_count(run_db) == before and dbmod.record_count(worker_db) == 0
+    prior = [e["prior_trials"] for e in part["new_history"] if e["event"] == "batch"]
+    assert prior and min(prior) >= 2  # it tuned on from the snapshot's trials, not from nothing
+    assert absorb(run_db, [part, None]) == len(part["new_records"])
+    assert dbmod.record_count(run_db) == before + len(part["new_records"])
+    spent = hist.summarize(run_db)[task.workload]
+    assert spent.trials >= 6
+    exe = compile_plan(plan, run_db)
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    got = tvm.relax.VirtualMachine(exe, tvm.cpu())["main"](tvm.runtime.tensor(x, tvm.cpu()))
+    got = (got if hasattr(got, "numpy") else got[0]).numpy()
+    sess = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    want = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

@@ -9,13 +9,18 @@ generation, the builds and the measurements of different tasks proceed side by s
 measuring on the boards the tracker hands it (a busy board is never handed out twice).
 
 What the strategy decides is unchanged: the call's tasks and per-task budgets are the driver's,
-and the parts' outcomes are merged into the one result the driver journals. Records reach the
-one schedule database from every part: each tuning call appends its records under the
-database's exclusive lock (``compile.storage.database.merge_records``), so concurrent parts
-neither lose nor tear a record; workers must therefore see the run's schedule folder (one
-machine, or a shared filesystem on a cluster: screening reads it too). A part whose worker is
-lost for good (after Ray's retries) gives its tasks no trials in this call: the merged result
-says the call ended early, so the driver does not take that for tasks out of candidates.
+and the parts' outcomes are merged into the one result the driver journals.
+
+**One writer.** A part never writes the run's schedule database. The driver sends each part a
+snapshot of what the database holds for the part's tasks (``snapshot``: their best records, as
+plain data, and their tuning history); the worker tunes from it in a private scratch database
+and sends back what the call added (its new records and history events); the driver appends
+them to the one database under its exclusive lock (``absorb``:
+``compile.storage.database.append_pairs``, ``storage.history.append``). So no record is lost or
+torn by concurrent parts, and a worker on another machine needs no shared filesystem for
+tuning. A part whose worker is lost for good (after Ray's retries) gives its tasks no trials in
+this call and writes nothing: the merged result says the call ended early, so the driver does
+not take that for tasks out of candidates.
 """
 
 from __future__ import annotations
@@ -58,20 +63,63 @@ def _rebuild(payload: tuple[Any, str], target: Any) -> Any:
                                                         int(features.weight)))
 
 
+def snapshot(database_dir: Any, tasks: Sequence[Any], keep: int | None) -> dict[str, Any]:
+    """What the database holds for ``tasks`` (planned tasks) as plain data: their ``keep`` best
+    records (``storage.database.record_pairs``) and their history events."""
+    from cosearch.compile.storage import database as dbmod
+    from cosearch.compile.storage import history as hist
+
+    db = dbmod.open_database(database_dir)
+    wanted = {t.workload for t in tasks}
+    return {"records": dbmod.record_pairs(db, [t.mod for t in tasks], keep),
+            "history": [e for e in hist.read(database_dir) if e.get("workload") in wanted]}
+
+
+def absorb(database_dir: Any, parts: Sequence[dict[str, Any] | None]) -> int:
+    """Append what the parts added (records, history) to the one database; -> records written."""
+    from cosearch.compile.storage import database as dbmod
+    from cosearch.compile.storage import history as hist
+
+    n = 0
+    for p in parts:
+        if p is None:
+            continue
+        n += dbmod.append_pairs(database_dir, p.get("new_records") or [])
+        hist.append(database_dir, p.get("new_history") or [])
+    return n
+
+
 def tune_part(spec: dict[str, Any], tasks: Sequence[tuple[Any, str]], budgets: dict[str, int],
-              config: dict[str, Any]) -> dict[str, Any]:
+              config: dict[str, Any], start: dict[str, Any]) -> dict[str, Any]:
     """One part of a split tuning call, in a worker: the driver's evaluator rebuilt from ``spec``
-    (``screen.worker_spec``) tunes ``tasks`` with ``budgets`` into the run's schedule database."""
+    (``screen.worker_spec``) tunes ``tasks`` with ``budgets`` in a scratch database holding
+    ``start`` (``snapshot``); returns, besides the outcome, what the call added
+    (``new_records``, ``new_history``) for the driver to append (``absorb``)."""
+    import shutil
+    import tempfile
+
     from cosearch.compile import engine
+    from cosearch.compile.storage import database as dbmod
+    from cosearch.compile.storage import history as hist
     from cosearch.compile.tuning.config import TuneConfig
     from cosearch.distributed.screen import evaluator_for
 
     ev = evaluator_for(spec)
     pts = [_rebuild(p, ev.target) for p in tasks]
     total = int(sum(budgets.values()))
-    out = engine.tune_tasks(pts, ev.target, database_dir=ev.db, trials=total,
-                            config=TuneConfig(**{**config, "trials": total}), budgets=dict(budgets))
-    return {"trials": int(out.trials_run), "seconds": float(out.seconds), "records": int(out.records_written),
+    scratch = tempfile.mkdtemp(prefix="cosearch-part-")
+    try:
+        dbmod.append_pairs(scratch, start["records"])
+        hist.append(scratch, start["history"])
+        n_rec, n_hist = dbmod.record_count(scratch), len(start["history"])
+        out = engine.tune_tasks(pts, ev.target, database_dir=scratch, trials=total,
+                                config=TuneConfig(**{**config, "trials": total}), budgets=dict(budgets))
+        new_records = dbmod.pairs_since(scratch, n_rec)
+        new_history = list(hist.read(scratch))[n_hist:]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return {"new_records": new_records, "new_history": new_history,
+            "trials": int(out.trials_run), "seconds": float(out.seconds), "records": int(out.records_written),
             "best_us": {w: o.best_us for w, o in out.tasks.items()},
             "trials_per_task": {w: int(o.trials) for w, o in out.tasks.items()},
             "ended_early": bool(out.scheduler_race), "builds": out.builds, "measure": out.measure,
@@ -95,4 +143,4 @@ def merge(parts: Sequence[dict[str, Any] | None], errors: Sequence[str | None], 
                        **({"lost": [e for e in errors if e]} if any(errors) else {})}}
 
 
-__all__ = ["merge", "split_budgets", "task_payload", "tune_part"]
+__all__ = ["absorb", "merge", "snapshot", "split_budgets", "task_payload", "tune_part"]

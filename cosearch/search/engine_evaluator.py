@@ -123,13 +123,14 @@ class EngineEvaluator(Evaluator):
 
     def _tune_split(self, pts: Sequence[Any], budgets: dict[str, int], cfg, k: int) -> TuneResult:
         """The call's tasks in ``k`` parts, each a tuning call in a worker (``distributed.tune``)."""
-        from cosearch.distributed.tune import merge, split_budgets, task_payload, tune_part
+        from cosearch.distributed.tune import absorb, merge, snapshot, split_budgets, task_payload, tune_part
 
         by_w = {t.workload: t for t in pts}
         parts = split_budgets({w: int(budgets.get(w, 0)) for w in by_w if budgets.get(w, 0) > 0}, k)
         t0 = time.perf_counter()
         pending = [self.work.submit(tune_part, self.work_spec, [task_payload(by_w[w]) for w in part], part,
-                                    cfg.to_dict()) for part in parts]
+                                    cfg.to_dict(), snapshot(self.db, [by_w[w] for w in part], cfg.keep_records))
+                   for part in parts]
         done, errors = [], []
         for p in pending:
             try:
@@ -138,6 +139,7 @@ class EngineEvaluator(Evaluator):
             except Exception as e:  # noqa: BLE001 - a part lost for good: its tasks get no trial this call
                 done.append(None)
                 errors.append(first_line(e))
+        absorb(self.db, done)  # the parts' records reach the database here, from this process only
         m = merge(done, errors, time.perf_counter() - t0)
         return TuneResult(m["trials"], m["seconds"], m["best_us"], m["trials_per_task"], ended_early=m["ended_early"],
                           builds=m["builds"], measure=m["measure"])

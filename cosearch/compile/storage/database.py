@@ -273,7 +273,6 @@ def best_records(database: "ms.database.Database", keep: int | None) -> list["ms
 def merge_records(database_dir: Path | str, records: Iterable["ms.database.TuningRecord"]) -> int:
     """Append the valid ``records`` to the shared files under an exclusive lock.
     Returns the number of records written."""
-    d = prepare_dir(database_dir)
     pending: list[tuple[tuple[str, str], Any]] = []
     keys: dict[int, tuple[str, str]] = {}  # by C handle: records share Workload objects
     alive = []  # keep the objects alive so handles are not reused while we key by them
@@ -286,6 +285,16 @@ def merge_records(database_dir: Path | str, records: Iterable["ms.database.Tunin
         if k not in keys:
             keys[k] = tuple(wl.as_json())  # type: ignore[assignment]
         pending.append((keys[k], rec.as_json()))
+    return append_pairs(database_dir, pending)
+
+
+def append_pairs(database_dir: Path | str, pairs: Iterable[tuple[Any, Any]]) -> int:
+    """Append records given as plain data, ``(workload line [shash, module], record [trace,
+    run_secs, target, args_info])`` -- what ``record_pairs`` / ``pairs_since`` return, and what
+    crosses processes -- under the exclusive lock: the workloads the file lacks are appended and
+    the records' indices mapped to the file's lines. Returns the number of records written."""
+    d = prepare_dir(database_dir)
+    pending = [(tuple(k), rec) for k, rec in pairs]
     if not pending:
         return 0
     with locked(d, exclusive=True):
@@ -311,3 +320,38 @@ def merge_records(database_dir: Path | str, records: Iterable["ms.database.Tunin
         jsonl.append_lines(d / WORKLOAD_FILE, new_workloads)
         jsonl.append_lines(d / RECORD_FILE, rec_lines)
     return len(rec_lines)
+
+
+def record_pairs(database: "ms.database.Database", mods: Iterable[Any], keep: int | None) -> list[tuple[Any, Any]]:
+    """The ``keep`` best records (all if ``None``) of each of ``mods``' workloads in ``database``,
+    as plain data for ``append_pairs`` (a snapshot a worker tunes from)."""
+    out = []
+    for mod in mods:
+        if not database.has_workload(mod):
+            continue
+        for rec in database.get_top_k(database.commit_workload(mod), keep if keep is not None else 1 << 30):
+            if valid_secs(rec.run_secs) is not None:
+                out.append((list(rec.workload.as_json()), rec.as_json()))
+    return out
+
+
+def record_count(database_dir: Path | str) -> int:
+    """Record lines in the database (``pairs_since``'s start)."""
+    return len(_read_lines(Path(database_dir) / RECORD_FILE))
+
+
+def pairs_since(database_dir: Path | str, start: int) -> list[tuple[Any, Any]]:
+    """The records after the first ``start`` record lines, as ``append_pairs`` takes them (torn or
+    dangling lines skipped)."""
+    d = Path(database_dir)
+    with locked(d, exclusive=False):
+        workloads = [line for _, line in _read_lines(d / WORKLOAD_FILE)]
+        records = [line for _, line in _read_lines(d / RECORD_FILE)][start:]
+    out = []
+    for line in records:
+        try:
+            idx, rec = json.loads(line)
+            out.append((json.loads(workloads[idx]), rec))
+        except (ValueError, TypeError, IndexError):
+            continue
+    return out

@@ -360,7 +360,8 @@ class Joint(Strategy):
                 continue
             p = s.book.model.predict(c, st.trials + step)
             gains[w] = (max(0.0, c.points[-1][1] - p.us) * u, step)
-        chosen = sorted((w for w in gains if gains[w][0] >= threshold), key=lambda w: (-gains[w][0], w))[:max(s.policy.refine_tasks, cfg.overlap)]
+        most = max(s.policy.refine_tasks, cfg.overlap)
+        chosen = sorted((w for w in gains if gains[w][0] >= threshold), key=lambda w: (-gains[w][0], w))[:most]
         for w in gains:
             if w not in chosen and w not in s.stopped_tasks:
                 s.stopped_tasks.add(w)
