@@ -67,6 +67,20 @@ def _fake_search(out: Path, parallel, *, lookahead: int = 4, max_archs: int = 24
                           parallel=parallel)
 
 
+def _assert_equals_onnxruntime(exe, onnx_path) -> None:
+    """The compiled tiny conv net's output on a seeded input equals ONNX Runtime's."""
+    import numpy as np
+    import onnxruntime as ort
+    import tvm
+
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    got = tvm.relax.VirtualMachine(exe, tvm.cpu())["main"](tvm.runtime.tensor(x, tvm.cpu()))
+    got = (got if hasattr(got, "numpy") else got[0]).numpy()
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    want = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 def _workers_used(run_dir: Path) -> set[str]:
     return {json.loads(line).get("worker") for line in (run_dir / "journal.jsonl").read_text().splitlines()
             if '"event":"plan"' in line.replace(" ", "")} - {None}
@@ -188,10 +202,6 @@ def test_tuning_builds_on_workers_and_measures_on_two_boards(ray_workers, tiny_o
     compile into a module whose outputs equal ONNX Runtime's."""
     import dataclasses
 
-    import numpy as np
-    import onnxruntime as ort
-    import tvm
-
     from cosearch.compile import engine
     from cosearch.compile.deploy.rpc import LocalRPC
     from cosearch.compile.frontend import from_onnx
@@ -210,12 +220,7 @@ def test_tuning_builds_on_workers_and_measures_on_two_boards(ray_workers, tiny_o
     assert out.trials_run >= 4 and out.records_written >= 1
     local = load_target("host")
     exe = compile_plan(engine.plan(from_onnx(tiny_onnx), local), db)
-    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
-    got = tvm.relax.VirtualMachine(exe, tvm.cpu())["main"](tvm.runtime.tensor(x, tvm.cpu()))
-    got = (got if hasattr(got, "numpy") else got[0]).numpy()
-    sess = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
-    want = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    _assert_equals_onnxruntime(exe, tiny_onnx)
 
 
 @pytest.mark.tvm
@@ -317,10 +322,6 @@ def test_a_tuning_part_writes_nothing_and_its_records_reach_the_database_through
     another, empty folder: a node without the shared filesystem); what it found reaches the run's
     database only when the driver appends it (``absorb``), with its history, and compiles into a
     module whose output equals ONNX Runtime's."""
-    import numpy as np
-    import onnxruntime as ort
-    import tvm
-
     from cosearch.compile import engine
     from cosearch.compile.frontend import from_onnx
     from cosearch.compile.pipeline import compile_plan
@@ -354,9 +355,4 @@ def test_a_tuning_part_writes_nothing_and_its_records_reach_the_database_through
     spent = hist.summarize(run_db)[task.workload]
     assert spent.trials >= 6
     exe = compile_plan(plan, run_db)
-    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
-    got = tvm.relax.VirtualMachine(exe, tvm.cpu())["main"](tvm.runtime.tensor(x, tvm.cpu()))
-    got = (got if hasattr(got, "numpy") else got[0]).numpy()
-    sess = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
-    want = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    _assert_equals_onnxruntime(exe, tiny_onnx)
