@@ -13,6 +13,7 @@ its database (``bench.latency_model.record_measurement``).
     python bench/profile_nets.py --quick                   # 2 small nets, few trials
     python bench/profile_nets.py                           # all six, --trials 64
     python bench/profile_nets.py --nets squeezenet --trials 128
+    python bench/profile_nets.py --nets front-hi --trials 0 --keep --work-dir W   # W/front-hi: a database as it is
 
 Writes bench/results/profile_nets.json.
 """
@@ -29,9 +30,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import LIGHT_MODELS, MODELS, load_net, onnx_flops, ort_session, print_table, time_calls, write_results  # noqa: E402
+from common import LIGHT_MODELS, SPACE_NETS, load_net, onnx_flops, ort_session, print_table, time_calls, write_results  # noqa: E402
 
-ALL = list(LIGHT_MODELS) + list(MODELS)
+ALL = list(LIGHT_MODELS) + list(SPACE_NETS)
 
 
 def category(name: str) -> str:
@@ -141,7 +142,11 @@ def profile_one(name: str, args, target, peak_gflops: float, work: Path) -> dict
         shutil.rmtree(db)
     db.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    res = tune_and_compile(imported, target, database_dir=db, config=TuneConfig(trials=args.trials, seed=args.seed))
+    if args.trials > 0:
+        res = tune_and_compile(imported, target, database_dir=db, config=TuneConfig(trials=args.trials, seed=args.seed))
+        exe, trials_run = res.executable, res.trials_run
+    else:  # --trials 0: the database as it is (e.g. a copy of bench/latency.py's at-10m/ with --keep)
+        exe, trials_run = engine.compile_plan(plan, db), 0
     tune_s = time.perf_counter() - t0
     # the same schedules, compiled without the kernel cache so every kernel keeps its task's name
     choices: list = []
@@ -152,7 +157,7 @@ def profile_one(name: str, args, target, peak_gflops: float, work: Path) -> dict
 
     dev = tvm.cpu()
     xt = tvm.runtime.tensor(x, dev)
-    vm = tvm.relax.VirtualMachine(res.executable, dev)
+    vm = tvm.relax.VirtualMachine(exe, dev)
     sess = ort_session(model, args.threads)
     iname = sess.get_inputs()[0].name
     ref = sess.run(None, {iname: x})[0]
@@ -204,7 +209,7 @@ def profile_one(name: str, args, target, peak_gflops: float, work: Path) -> dict
     builtins = {c.symbol: c.ms for c in prof.calls if not c.kernel}
     row = {
         "net": name, "desc": {k: v for k, v in desc.items() if k != "torch_module"}, "gflop": flops / 1e9,
-        "trials": res.trials_run, "tune_s": tune_s, "tasks": len([t for t in plan.tasks if t.tunable]),
+        "trials": trials_run, "tune_s": tune_s, "tasks": len([t for t in plan.tasks if t.tunable]),
         "kernel_sources": {s: sources.count(s) for s in set(sources)}, "rel_err_vs_ort": err,
         "e2e_ms": e2e, "ort_ms": ort_ms, "x_vs_ort": e2e / ort_ms,
         "e2e_named_ms": prof.e2e_ms, "instrumented_ms": prof.instrumented_ms,
@@ -225,7 +230,8 @@ def profile_one(name: str, args, target, peak_gflops: float, work: Path) -> dict
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nets", default=",".join(ALL), help=f"comma-separated, from {', '.join(ALL)}")
-    ap.add_argument("--trials", type=int, default=64, help="tuning budget per network (engine defaults otherwise)")
+    ap.add_argument("--trials", type=int, default=64,
+                    help="tuning budget per network (engine defaults otherwise); 0: the database as it is")
     ap.add_argument("--quick", action="store_true", help="squeezenet + nb201, 24 trials, fewer timings")
     ap.add_argument("--target", default="host")
     ap.add_argument("--threads", type=int, default=2)
@@ -266,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         row = profile_one(n, args, target, peak_g, work)
         row["wall_s"] = time.perf_counter() - t0
         rows.append(row)
-        path = write_results("profile_nets", config, rows, args.out, peak={"theoretical": theo, "measured": peak})
+        path = write_results("profile_nets", config, rows, args.out, peak={"theoretical": theo, "measured": peak},
+                             machine_key=target.machine_key())
         print(f"  {n:12s} e2e {row['e2e_ms']:.3f} ms  ORT {row['ort_ms']:.3f}  db sum {row['db_kernel_sum_ms']:.3f}  "
               f"in-module kernels {row['in_module_kernel_ms']:.3f}  builtins {row['builtin_ms']:.3f}  "
               f"({row['wall_s']:.0f} s)", flush=True)
