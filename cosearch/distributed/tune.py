@@ -109,9 +109,9 @@ def tune_part(spec: dict[str, Any], tasks: Sequence[tuple[Any, str]], budgets: d
     total = int(sum(budgets.values()))
     scratch = tempfile.mkdtemp(prefix="cosearch-part-")
     try:
-        dbmod.append_pairs(scratch, start["records"])
+        n_rec = dbmod.append_pairs(scratch, start["records"])  # the scratch database was empty
         hist.append(scratch, start["history"])
-        n_rec, n_hist = dbmod.record_count(scratch), len(start["history"])
+        n_hist = len(start["history"])
         out = engine.tune_tasks(pts, ev.target, database_dir=scratch, trials=total,
                                 config=TuneConfig(**{**config, "trials": total}), budgets=dict(budgets))
         new_records = dbmod.pairs_since(scratch, n_rec)
