@@ -98,6 +98,26 @@ def test_convergence_rule():
         Convergence(min_trials=300, max_trials=256)
 
 
+def test_a_call_killed_before_its_curves_were_written_is_caught_up_from_the_history(synth):
+    """A build killed between a call's history and its curve line: the history wins, so the
+    resumed build neither re-tunes a converged workload nor counts its trials from zero."""
+    from cosearch.cobench.build import catch_up, seed_dir
+    from cosearch.compile.storage import history
+
+    b = Bench(synth)
+    w = "fresh"  # a workload with no curve of seed 0 yet
+    conv = Convergence(min_trials=4, max_trials=8, window=4, min_gain=0.01)
+    history.append(seed_dir(synth, 0), [history.event("batch", w, run="r1", trials=4, best_us=50.0),
+                                        history.event("batch", w, run="r1", trials=4, best_us=40.0)])
+    catch_up(synth, b, 0, conv, [w, "c3"])
+    c = b.curves[w][0]
+    assert c.trials == 8 and c.converged == "max_trials" and c.final_us == 40.0
+    assert b.curves["c3"][0].trials == 64  # a recorded curve ahead of the (empty) history is kept
+    n = len(list(store.read_events(synth / store.TASKS)))
+    catch_up(synth, b, 0, conv, [w])  # idempotent: nothing behind any more
+    assert len(list(store.read_events(synth / store.TASKS))) == n
+
+
 def test_curve_lookup():
     c = Curve("w", 0, [(8, 40.0, 4.0), (16, 20.0, 8.0), (32, 12.0, 16.0)])
     assert c.best_at(0) is None

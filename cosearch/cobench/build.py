@@ -419,6 +419,7 @@ def phase_tune(out: Path, bench: Bench, cfg: BuildConfig, say: Callable[[str], N
     for seed in seeds:
         db = seed_dir(out, seed)
         bind_database(db, target)
+        catch_up(out, bench, seed, conv, pending(seed))
         while True:
             pend = pending(seed)
             if not pend:
@@ -454,6 +455,23 @@ def phase_tune(out: Path, bench: Bench, cfg: BuildConfig, say: Callable[[str], N
             bench.reload()
         if seed == cfg.seeds[0]:
             merge_schedules(out, bench, target, say)
+
+
+def catch_up(out: Path, bench: Bench, seed: int, conv, pend: Sequence[str]) -> None:
+    """A build killed after a call's records and history were written but before its curves
+    reached ``tune/tasks.jsonl`` would tune those workloads again from a stale trial count. The
+    history is the record: a pending workload whose history holds more trials than its last
+    curve gets its curve (and verdict) from the history before any new call."""
+    hist, _ = curves_from_history(out, seed)
+    lines = []
+    for w in pend:
+        c, have = hist.get(w), bench.curves.get(w, {}).get(seed)
+        if c is not None and c.points and (have is None or c.trials > have.trials):
+            c.converged = conv.verdict(c.points)
+            lines.append(c.to_event())
+    if lines:
+        store.append_events(out / store.TASKS, lines)
+        bench.reload()
 
 
 def merge_schedules(out: Path, bench: Bench, target, say: Callable[[str], None]) -> None:
