@@ -207,3 +207,98 @@ def test_bad_fallback_value_is_rejected(setup):
     target, imported, _, _ = setup
     with pytest.raises(CosearchError, match="fallback must be one of auto, mac, none, got 'fast'"):
         compile_with_database(imported.mod, target, None, fallback="fast")
+
+
+# ------------------------------------------------------------------ small kernels run serial
+def _postprocessed_trace(mod, tgt):
+    """The trace of a design-space sample with every postprocessor applied (what a tuner's
+    record holds: its parallel / vectorise instructions included)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from cosearch.compile.codegen.intrin import ensure_tensor_intrinsics
+
+    ensure_tensor_intrinsics(tgt)
+    ctx = ms.TuneContext(mod=mod, target=tgt, space_generator="post-order-apply", task_name="t", num_threads=1,
+                         rand_state=0)
+    for space in ctx.generate_design_space():
+        sch = space.copy()
+        if all(p.apply(sch) for p in ctx.space_generator.postprocs):
+            return sch.trace
+    raise AssertionError("no design-space sample passes the postprocessors")
+
+
+def _timed_database(setup, secs: dict[str, float]):
+    """A database with one record per named conv, its run time set to ``secs[name]``."""
+    from tvm.s_tir import meta_schedule as ms
+
+    target, imported, _, _ = setup
+    tgt = target.tvm_target()
+    db = ms.database.MemoryDatabase(module_equality="anchor-block")
+    for name, s in secs.items():
+        mod = _task_mod(imported, name)
+        wl = db.commit_workload(mod)
+        db.commit_tuning_record(ms.database.TuningRecord(_postprocessed_trace(mod, tgt), wl, [s], tgt,
+                                                         ms.arg_info.ArgInfo.from_prim_func(mod["main"])))
+    return db
+
+
+def test_small_kernels_lose_their_parallel_loops_and_compute_the_same(setup):
+    """codegen.serial: the conv whose record ran 1 µs and the light kernels moving a few KB are
+    compiled without a parallel loop, the 100 µs conv keeps its; threshold 0 changes nothing;
+    every build computes what the all-parallel one does."""
+    from cosearch.compile.codegen.serial import serialize_small
+
+    target, imported, (a, b), x = setup
+    tgt = target.tvm_target()
+    db = _timed_database(setup, {a: 1e-6, b: 1e-4})
+    scheduled, choices = fb.apply_schedules(imported.mod, tgt, db)
+    by = {c.name: c for c in choices}
+    assert by[a].source == by[b].source == "db" and by[a].us == pytest.approx(1.0) and by[b].us == pytest.approx(100.0)
+    assert "parallel" in _loop_kinds(scheduled[a]) and "parallel" in _loop_kinds(scheduled[b])
+    small, marked = serialize_small(scheduled, choices, 2.0, originals=imported.mod)
+    by = {c.name: c for c in marked}
+    assert by[a].serial and not by[b].serial
+    assert "parallel" not in _loop_kinds(small[a]) and "vectorized" in _loop_kinds(small[a])
+    assert "parallel" in _loop_kinds(small[b])
+    assert by["mean"].serial  # a light kernel of a few KB, no record
+    same, unmarked = serialize_small(scheduled, choices, 0.0, originals=imported.mod)
+    assert same is scheduled and not any(c.serial for c in unmarked)
+
+    reports: dict[float, list] = {}
+    ys = {}
+    for below in (0.0, 2.0, float("inf")):
+        reports[below] = []
+        ys[below] = _run(compile_with_database(imported.mod, target, db, report=reports[below],
+                                               serial_below_us=below, kernel_cache=KernelCache()), x)
+    assert not any(c.serial for c in reports[0.0])
+    assert {c.name for c in reports[2.0] if c.serial} >= {a, "mean"}
+    assert b not in {c.name for c in reports[2.0] if c.serial} and b in {c.name for c in reports[float("inf")] if c.serial}
+    for below in (2.0, float("inf")):
+        np.testing.assert_allclose(ys[below], ys[0.0], rtol=1e-5, atol=1e-6)
+
+
+def test_a_kernel_that_does_not_round_trip_keeps_its_parallel_loops(setup, monkeypatch):
+    """A TVMScript round trip that fails leaves the kernel as scheduled: never a failed compile."""
+    import tvm
+
+    target, imported, (a, b), x = setup
+    db = _timed_database(setup, {a: 1e-6, b: 1e-4})
+    want = _run(compile_with_database(imported.mod, target, db, serial_below_us=0.0, kernel_cache=KernelCache()), x)
+
+    def broken(*_a, **_k):
+        raise tvm.error.DiagnosticError("cannot parse")
+
+    monkeypatch.setattr(tvm.script, "from_source", broken)
+    report: list = []
+    got = _run(compile_with_database(imported.mod, target, db, report=report, serial_below_us=2.0,
+                                     kernel_cache=KernelCache()), x)
+    assert report and not any(c.serial for c in report)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_artifact_task_lists_say_which_kernels_run_serial():
+    from cosearch.compile.deploy.artifact import _task_dict
+    from cosearch.compile.pipeline import TaskReport
+
+    assert _task_dict(TaskReport("k", "db", 8, 1.5, serial=True))["serial"] is True
+    assert _task_dict(TaskReport("k", "db", 8, 1.5))["serial"] is False

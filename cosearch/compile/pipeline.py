@@ -36,6 +36,7 @@ class TaskReport:
     best_us: float | None
     error_count: int = 0
     weight: int = 1  # how many times the model calls this kernel
+    serial: bool = False  # compiled without a parallel loop (``codegen.serial``: a small kernel)
 
 
 @dataclass
@@ -51,17 +52,20 @@ class CompileResult:
     search: dict[str, Any] | None = None  # the search settings used (TuneConfig.for_tasks); None: nothing tuned
 
 
-def compile_plan(plan_: ModelPlan, database_dir: Path | str, *, report: list | None = None):
+def compile_plan(plan_: ModelPlan, database_dir: Path | str, *, report: list | None = None,
+                 serial_below_us: float | None = None):
     """``tvm.compile`` of the plan's model with the database applied. Records that do not
     replay on a kernel are skipped (warning); kernels without a usable record get the
     seeded fallback schedule on CPU (``cosearch.compile.codegen.fallback``). ``report``, when
-    given, receives one ``KernelChoice`` per kernel (source db / fallback / default)."""
+    given, receives one ``KernelChoice`` per kernel (source db / fallback / default).
+    ``serial_below_us``: ``codegen.serial``'s threshold (default ``SERIAL_BELOW_US``)."""
     from cosearch.compile.codegen import compile_with_database
     from cosearch.compile.storage import database as dbmod
 
     db = dbmod.open_database(database_dir)
     try:
-        return compile_with_database(plan_.imported.mod, plan_.target, db, report=report)
+        kw = {} if serial_below_us is None else {"serial_below_us": serial_below_us}
+        return compile_with_database(plan_.imported.mod, plan_.target, db, report=report, **kw)
     except CosearchError:
         raise
     except Exception as e:  # noqa: BLE001 - TVM errors: one line
@@ -89,7 +93,8 @@ def task_reports(plan_: ModelPlan, database_dir: Path | str, outcome: "TuneOutco
         source = ("tuned" if ran else "db") if s.in_db else "untuned"
         if c is not None and c.source != "db":
             source = c.source if c.source in ("transfer", "fallback") else "untuned"
-        out.append(TaskReport(t.name, source, o.trials if ran else 0, s.best_us, o.errors if ran else 0, t.weight))
+        out.append(TaskReport(t.name, source, o.trials if ran else 0, s.best_us, o.errors if ran else 0, t.weight,
+                              bool(c is not None and c.serial)))
     return out
 
 

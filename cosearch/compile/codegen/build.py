@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from cosearch.errors import CosearchError
+from cosearch.compile.codegen.serial import SERIAL_BELOW_US
 
 if TYPE_CHECKING:
     import tvm
@@ -115,6 +116,7 @@ def compile_with_database(
     fallback: str = "auto",
     report: "list[KernelChoice] | None" = None,
     transfer: bool = True,
+    serial_below_us: float = SERIAL_BELOW_US,
 ) -> "tvm.runtime.Executable":
     """``tvm.compile`` of an already lowered+fused module, with ``database`` applied.
 
@@ -125,7 +127,8 @@ def compile_with_database(
     TVM's default. ``report``, when given, is extended with one ``KernelChoice``
     per kernel (``source`` "db" / "transfer" / "fallback" / "default"; ``transfer=False`` skips
     schedule transfer, ``codegen.transfer``). ``database`` may be
-    ``None`` (no records).
+    ``None`` (no records). On CPU targets, kernels estimated under ``serial_below_us`` µs run
+    without a parallel loop (``codegen.serial``; 0 turns it off; ``KernelChoice.serial``).
 
     On LLVM (CPU) targets the kernels are built one by one through ``kernel_cache``
     (see ``KernelCache``; ``None`` compiles everything with plain ``tvm.compile``)."""
@@ -137,6 +140,7 @@ def compile_with_database(
     from tvm.s_tir import dlight as dl
 
     from cosearch.compile.codegen.fallback import FALLBACKS, apply_schedules
+    from cosearch.compile.codegen.serial import serialize_small
 
     if fallback not in FALLBACKS:
         raise CosearchError(f"fallback must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
@@ -168,7 +172,10 @@ def compile_with_database(
 
     @tvm.transform.module_pass(opt_level=3)
     def pipeline(m: tvm.IRModule, _ctx) -> tvm.IRModule:
-        m, choices = apply_schedules(m, tgt, database, fallback=fallback, transfer=transfer)
+        scheduled, choices = apply_schedules(m, tgt, database, fallback=fallback, transfer=transfer)
+        if not is_gpu and tgt.kind.name == "llvm":
+            scheduled, choices = serialize_small(scheduled, choices, serial_below_us, originals=m)
+        m = scheduled
         if report is not None:
             report.extend(choices)
         if is_gpu:

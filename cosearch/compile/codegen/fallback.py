@@ -82,10 +82,12 @@ class KernelChoice:
     workload: str  # structural hash (hex) of the kernel as MetaSchedule normalises it
     skipped: int = 0  # database records that matched but did not replay
     reason: str = ""  # why not "db" (first line of the last replay error, "no record", ...)
+    us: float | None = None  # "db": the record's tuning-time mean, µs
+    serial: bool = False  # its parallel loops made serial (``codegen.serial``)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "workload": self.workload,
-                "skipped": self.skipped, "reason": self.reason}
+                "skipped": self.skipped, "reason": self.reason, "us": self.us, "serial": self.serial}
 
 
 class _LRU:
@@ -235,10 +237,10 @@ def is_heavy(task_mod: "tvm.IRModule") -> bool:
 
 
 def _from_database(task_mod, database, target, tkey: str, khash: int, top_k: int, name: str,
-                   workload: str) -> tuple[Any, int, str]:
+                   workload: str) -> tuple[Any, int, str, Any]:
     """The first of the kernel's ``top_k`` database records that replays on it: (scheduled
-    PrimFunc or None, records skipped, why none was used). Verdicts are cached."""
-    scheduled, skipped, reason = None, 0, "no record"
+    PrimFunc or None, records skipped, why none was used, the record used). Verdicts are cached."""
+    scheduled, skipped, reason, used = None, 0, "no record", None
     records = []
     if database is not None and database.has_workload(task_mod):
         records = list(database.get_top_k(database.commit_workload(task_mod), top_k))
@@ -257,11 +259,19 @@ def _from_database(task_mod, database, target, tkey: str, khash: int, top_k: int
                     stacklevel=3,
                 )
         if verdict[1] is not None:
-            scheduled = verdict[1]
+            scheduled, used = verdict[1], rec
             break
         skipped += 1
         reason = f"{skipped} record(s) did not replay: {verdict[2]}"
-    return scheduled, skipped, reason
+    return scheduled, skipped, reason, used
+
+
+def _mean_us(rec) -> float | None:
+    """A record's tuning-time mean run time, µs (``None`` without valid run times)."""
+    from cosearch.compile.storage.database import valid_secs
+
+    secs = valid_secs(rec.run_secs) if rec is not None and rec.run_secs is not None else None
+    return sum(secs) / len(secs) * 1e6 if secs else None
 
 
 def _transfer_for(task_mod, database, target, tkey: tuple) -> tuple[Any, str]:
@@ -333,10 +343,10 @@ def apply_schedules(
         task_mod = _normalize_mod(func)
         khash = tvm_ffi.structural_hash(task_mod) & (2**64 - 1)
         workload = "%016x" % khash
-        scheduled, skipped, reason = _from_database(task_mod, database, target, tkey, khash, top_k, name, workload)
+        scheduled, skipped, reason, rec = _from_database(task_mod, database, target, tkey, khash, top_k, name, workload)
         if scheduled is not None:
             out[gv] = _with_attrs_of(scheduled, func)
-            choices.append(KernelChoice(name, "db", workload, skipped))
+            choices.append(KernelChoice(name, "db", workload, skipped, us=_mean_us(rec)))
             continue
         if transfer and fallback != "none" and cpu and database is not None:
             tr = _transfer_for(task_mod, database, target, (tkey, khash, id(database), len(database)))

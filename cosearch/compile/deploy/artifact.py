@@ -125,7 +125,7 @@ def _task_dict(t: Any) -> dict[str, Any]:
         "source": d.get("source"),
         "trials": d.get("trials"),
         "best_us": d.get("best_us"),
-        **{k: d[k] for k in ("error_count", "weight") if k in d},
+        **{k: d[k] for k in ("error_count", "weight", "serial") if k in d},
     }
 
 
