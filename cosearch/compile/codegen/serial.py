@@ -15,7 +15,7 @@ kernel estimated under ``below_us`` has its parallel loops made serial:
 
 Measured (``bench/serial_small.py``, ``bench/results/serial_small.json`` and
 ``serial_small_larger.json``, docs/tuning.md), end to end at 2 threads against the all-parallel
-build in the same run: at 2 µs mbv2-small 10-30 % faster (13 of its kernels serial), the NB201
+build in the same run: at 2 µs mbv2-small 9-30 % faster (13 of its kernels serial), the NB201
 networks within 2.5 % either way (3-6 kernels); at 4 µs and above the NB201 networks lose 3-13 %
 (a 2-4 µs kernel takes twice that serial, more than the hand-off it saves), hence 2 µs. The rewrite goes through TVMScript (print, ``T.parallel`` -> ``T.serial``,
 parse): a kernel it cannot round-trip keeps its parallel loops (``choice.serial`` stays False);
