@@ -226,6 +226,19 @@ def load_net(name: str, *, seed: int = 0):
                       "torch_module": net}
 
 
+def matmul_model(n: int):
+    """An ONNX graph of one n x n FP32 ``MatMul`` (inputs ``a``, ``b``): the peak-rate probe."""
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "mm",
+                          [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n]),
+                           helper.make_tensor_value_info("b", TensorProto.FLOAT, [n, n])],
+                          [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
 def ort_session(model, threads: int, *, profile_prefix: str | None = None):
     import onnxruntime as ort
 

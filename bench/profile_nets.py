@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import LIGHT_MODELS, SPACE_NETS, load_net, onnx_flops, ort_session, print_table, time_calls, write_results  # noqa: E402
+from common import LIGHT_MODELS, SPACE_NETS, load_net, matmul_model, onnx_flops, ort_session, print_table, time_calls, write_results  # noqa: E402
 
 ALL = list(LIGHT_MODELS) + list(SPACE_NETS)
 
@@ -73,15 +73,8 @@ def measured_peak(threads: int, n: int = 2048) -> dict:
     """A large FP32 GEMM on ``threads`` threads: ONNX Runtime (MLAS) and PyTorch."""
     import numpy as np
     import torch
-    from onnx import TensorProto, helper
 
-    g = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "mm",
-                          [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n]),
-                           helper.make_tensor_value_info("b", TensorProto.FLOAT, [n, n])],
-                          [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    sess = ort_session(model, threads)
+    sess = ort_session(matmul_model(n), threads)
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n)).astype(np.float32)
     b = rng.standard_normal((n, n)).astype(np.float32)

@@ -23,21 +23,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import LIGHT_MODELS, SPACE_NETS, load_net, onnx_flops, ort_session, print_table, time_calls, write_results  # noqa: E402
+from bench.common import LIGHT_MODELS, SPACE_NETS, load_net, matmul_model, onnx_flops, ort_session, print_table, time_calls, write_results  # noqa: E402
 
 
 def gemm_calls(n: int, threads: int) -> dict:
     """name -> (call, FLOPs) of the large-GEMM probes at ``threads`` threads."""
     import torch
-    from onnx import TensorProto, helper
 
-    g = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "mm",
-                          [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n]),
-                           helper.make_tensor_value_info("b", TensorProto.FLOAT, [n, n])],
-                          [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    sess = ort_session(model, threads)
+    sess = ort_session(matmul_model(n), threads)
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)

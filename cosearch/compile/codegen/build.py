@@ -107,6 +107,33 @@ def _canonical_kernel_names(mod: "tvm.IRModule") -> "tvm.IRModule":
     return tvm.IRModule(out, attrs=mod.attrs)
 
 
+def _lower_and_finalize(tgt) -> tuple[list, list]:
+    """The Relax passes after scheduling: the target's registered pipeline helpers, or (0.27's
+    plain ``llvm`` has none) the same passes listed here."""
+    from tvm import relax
+    from tvm.relax import pipeline as rp
+
+    try:
+        return list(rp.dataflow_lower_passes(tgt)), list(rp.finalize_passes(tgt))
+    except (ValueError, AttributeError):  # targets without registered pipeline helpers (0.27: plain llvm)
+        lower = [
+            relax.transform.RewriteDataflowReshape(),
+            relax.transform.ToNonDataflow(),
+            relax.transform.RemovePurityChecking(),
+            relax.transform.CallTIRRewrite(),
+        ]
+        finalize = [
+            relax.transform.StaticPlanBlockMemory(),
+            relax.transform.LowerAllocTensor(),
+            relax.transform.KillAfterLastUse(),
+            relax.transform.LowerRuntimeBuiltin(),
+            relax.transform.ComputePrimValue(),
+            relax.transform.VMShapeLower(),
+            relax.transform.AttachGlobalSymbol(),
+        ]
+        return lower, finalize
+
+
 def compile_with_database(
     mod: "tvm.IRModule",
     target: "TargetSpec",
@@ -135,7 +162,6 @@ def compile_with_database(
     import contextlib
 
     import tvm
-    from tvm import relax
     from tvm.relax import pipeline as rp
     from tvm.s_tir import dlight as dl
 
@@ -147,24 +173,7 @@ def compile_with_database(
 
     tgt = target.tvm_target()
     is_gpu = rp.BackendDispatcher.is_gpu_target(tgt)
-    try:
-        lower, finalize = rp.dataflow_lower_passes(tgt), rp.finalize_passes(tgt)
-    except (ValueError, AttributeError):  # targets without registered pipeline helpers (0.27: plain llvm)
-        lower = [
-            relax.transform.RewriteDataflowReshape(),
-            relax.transform.ToNonDataflow(),
-            relax.transform.RemovePurityChecking(),
-            relax.transform.CallTIRRewrite(),
-        ]
-        finalize = [
-            relax.transform.StaticPlanBlockMemory(),
-            relax.transform.LowerAllocTensor(),
-            relax.transform.KillAfterLastUse(),
-            relax.transform.LowerRuntimeBuiltin(),
-            relax.transform.ComputePrimValue(),
-            relax.transform.VMShapeLower(),
-            relax.transform.AttachGlobalSymbol(),
-        ]
+    lower, finalize = _lower_and_finalize(tgt)
     host = tgt.host if tgt.host is not None else tgt
     cached = kernel_cache is not None and not is_gpu and tgt.kind.name == "llvm" and host.kind.name == "llvm"
     if cached and "wasm" in str(host.attrs.get("mtriple", "")):
