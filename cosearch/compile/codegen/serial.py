@@ -1,8 +1,8 @@
 """Small kernels run serial: no parallel loop where a kernel is too small to pay for it.
 
 A parallel loop hands its iterations to TVM's thread pool and waits for every worker: a
-wake-up and a join on each call, a few µs on these machines, against kernels of 1-4 µs in the
-search's own networks (NB201 cells at 32x32, mbv2 at 64x64: 30-120 calls per inference).
+hand-off and a join on each call, as long as the smallest kernels of the search's own networks
+take (NB201 cells at 32x32, mbv2 at 64x64: 30-120 calls per inference, many of 1-4 µs).
 MetaSchedule parallelises every kernel it tunes, however small, and the tuner times each kernel
 alone, hot, in a loop that keeps the pool's workers spinning; inside a module the same kernel
 pays the hand-off. So after the schedules are applied (``fallback.apply_schedules``) every
@@ -17,9 +17,11 @@ Measured (``bench/serial_small.py``, ``bench/results/serial_small.json`` and
 ``serial_small_larger.json``, docs/tuning.md), end to end at 2 threads against the all-parallel
 build in the same run: at 2 µs mbv2-small 9-30 % faster (13 of its kernels serial), the NB201
 networks within 2.5 % either way (3-6 kernels); at 4 µs and above the NB201 networks lose 3-13 %
-(a 2-4 µs kernel takes twice that serial, more than the hand-off it saves), hence 2 µs. The rewrite goes through TVMScript (print, ``T.parallel`` -> ``T.serial``,
-parse): a kernel it cannot round-trip keeps its parallel loops (``choice.serial`` stays False);
-it never fails a compile. ``below_us <= 0`` turns it off.
+(a 2-4 µs kernel takes twice that serial, more than the hand-off it saves), hence 2 µs.
+
+The rewrite goes through TVMScript (print, ``T.parallel`` -> ``T.serial``, parse): a kernel it
+cannot round-trip keeps its parallel loops (``choice.serial`` stays False); it never fails a
+compile. ``below_us <= 0`` turns it off.
 """
 
 from __future__ import annotations
