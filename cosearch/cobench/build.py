@@ -524,9 +524,6 @@ def phase_measure(out: Path, bench: Bench, cfg: BuildConfig, say: Callable[[str]
     estimator = create_estimator(cfg.estimator, seed=0)
     mcfg = MeasureConfig(repeat=cfg.repeat, warmup=1)
     sched = out / store.SCHEDULES
-    # every architecture of a benchmark compiled alike: the setting its header was created with
-    # (benchmarks older than codegen.serial: 0, every kernel parallel)
-    below = float(bench.header.get("measure", {}).get("serial_below_us", 0.0))
     say(f"measure: {len(todo)} architectures to compile and time ({len(bench.measured())} measured already)")
     t_start = time.perf_counter()
     for i, a in enumerate(todo, start=1):
@@ -544,7 +541,7 @@ def phase_measure(out: Path, bench: Bench, cfg: BuildConfig, say: Callable[[str]
             sec["plan"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             with engine.quiet_native_logs(out / "logs" / "compile.log"):
-                exe = engine.compile_plan(p, sched, serial_below_us=below)
+                exe = engine.compile_plan(p, sched, serial_below_us=bench.serial_below_us)
             sec["compile"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             lats = measure_interleaved(exe, p.imported.inputs, threads=cfg.threads, rounds=cfg.rounds, config=mcfg)
@@ -591,8 +588,7 @@ def export_arch(bench: Bench, arch: str, out: str | os.PathLike, *, target: str 
     with engine.quiet_native_logs(None):
         p = engine.plan(engine.import_arch(space, entry.arch, seed=0), tgt)
         choices: list[Any] = []
-        exe = engine.compile_plan(p, sched, report=choices,
-                                  serial_below_us=float(bench.header.get("measure", {}).get("serial_below_us", 0.0)))
+        exe = engine.compile_plan(p, sched, report=choices, serial_below_us=bench.serial_below_us)
     lat = measure(exe, tgt, p.imported.inputs).unwrap()
     config = {"command": "bench export", "bench": str(bench.path.resolve()), "arch": entry.arch,
               "model": {"kind": "space", "spec": f"{space.name}:{entry.arch}", "space": space.config(),

@@ -276,6 +276,12 @@ class Bench:
     def machine_key(self) -> str:
         return str(self.header["machine_key"])
 
+    @property
+    def serial_below_us(self) -> float:
+        """``codegen.serial``'s threshold every architecture of this benchmark is compiled with
+        (benchmarks older than it: 0, every kernel parallel)."""
+        return float(self.header.get("measure", {}).get("serial_below_us", 0.0))
+
     def workloads(self) -> list[str]:
         """Every workload of the planned architectures, in first-seen order."""
         out: dict[str, None] = {}
